@@ -1,0 +1,87 @@
+"""The narrow interface between a gateway node and its backplane.
+
+Two implementations keep the same semantics, proven by one contract suite
+(tests/contract): ``RedisBroker`` (production, many gateways) and
+``MemoryBroker`` (one process, dev mode and unit tests).
+
+Guarantees a broker gives its node:
+
+- ``publish`` stores the message in the room's capped history and hands it
+  to every subscribed node in one atomic step: offsets are +1 per message in
+  the one order every node sees. A repeat ``client_msg_id`` (same user, same
+  room) within the idempotency window returns the first result and is not
+  delivered again.
+- After ``subscribe(room)`` returns, every later message of the room reaches
+  ``BrokerEvents.on_message`` -- unless the broker's subscription connection
+  drops, in which case the broker re-establishes it and calls
+  ``on_resubscribed``; the node then compares positions and fills gaps.
+- ``read`` creates a room's epoch when it has none, so a position is stable.
+
+Errors: any ``BrokerUnavailable`` (or a connection error it wraps) means the
+backplane is down; callers answer ``unavailable``.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from switchboard.backplane import PublishResult, Snapshot
+from switchboard.protocol.frames import MessageBody
+
+__all__ = ["Broker", "BrokerEvents", "BrokerUnavailable", "PublishResult", "Snapshot"]
+
+
+class BrokerUnavailable(Exception):
+    """The backplane cannot be reached right now."""
+
+
+class BrokerEvents(Protocol):
+    def on_message(self, room: str, offset: int, epoch: str, ts: int, frame: str) -> None:
+        """A stored message, as its encoded ``message`` frame."""
+
+    def on_ephemeral(self, room: str, frame: str) -> None:
+        """A frame that is not stored (``typing``, ``presence_join``/``_leave``)."""
+
+    def on_resubscribed(self) -> None:
+        """The subscription connection was lost and is back: anything may have
+        been missed meanwhile."""
+
+    def on_availability(self, available: bool) -> None:
+        """The backplane went down or came back."""
+
+
+class Broker(Protocol):
+    @property
+    def available(self) -> bool: ...
+
+    async def start(self, events: BrokerEvents) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def subscribe(self, room: str) -> None: ...
+
+    async def unsubscribe(self, room: str) -> None: ...
+
+    async def publish(self, room: str, body: MessageBody, client_msg_id: str | None) -> PublishResult: ...
+
+    async def read(self, room: str, mode: str = "none", offset: int = 0, count: int = 0) -> Snapshot:
+        """``mode``: ``none`` (position only), ``after`` (offsets > offset),
+        ``before`` (the newest `count` below offset), ``last`` (newest `count`)."""
+
+    async def positions(self, rooms: list[str]) -> dict[str, tuple[str | None, int]]:
+        """(epoch or None when the room has no state, newest offset) per room."""
+
+    async def publish_ephemeral(self, room: str, frame: bytes) -> None: ...
+
+    async def presence_upsert(
+        self, room: str, entries: list[tuple[str, bytes]], want_members: bool = False
+    ) -> list[bytes]:
+        """Add or refresh (connection id, user JSON) entries; returns every
+        member's user JSON (one per connection) when asked."""
+
+    async def presence_remove(self, room: str, conns: list[str]) -> None: ...
+
+    async def presence_members(self, room: str) -> list[bytes]: ...
+
+    async def presence_sweep(self, rooms: list[str]) -> None:
+        """Expire entries nobody refreshed within PRESENCE_TTL (dead gateways)."""

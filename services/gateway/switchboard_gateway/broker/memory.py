@@ -1,0 +1,208 @@
+"""``MemoryBroker``: the backplane inside one process, for dev mode and tests.
+
+Same semantics as ``RedisBroker`` (the contract suite runs against both):
+offsets +1 per room under an epoch, capped history, idempotent publish,
+presence with TTL and join/leave announcements. Several ``MemoryBroker``s on
+one ``MemoryHub`` behave like several gateways on one Redis. Deliveries are
+scheduled with ``call_soon``, so like Redis they arrive after ``publish``
+returns to the event loop, in publish order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from switchboard.backplane import PublishResult, Snapshot
+from switchboard.protocol import codec
+from switchboard.protocol.frames import MessageBody
+from switchboard_gateway.broker.base import BrokerEvents
+
+
+@dataclass
+class _Room:
+    epoch: str
+    top: int = 0
+    history: deque[tuple[int, bytes]] = field(default_factory=deque)
+    presence: dict[str, tuple[bytes, float]] = field(default_factory=dict)  # conn -> (user JSON, expiry)
+    user_connections: dict[str, int] = field(default_factory=dict)
+
+
+class MemoryHub:
+    """What Redis holds, for every MemoryBroker attached to it."""
+
+    def __init__(
+        self,
+        *,
+        history_size: int = 1000,
+        idempotency_window_s: float = 120,
+        presence_ttl_s: float = 30.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.history_size = history_size
+        self.idempotency_window_s = idempotency_window_s
+        self.presence_ttl_s = presence_ttl_s
+        self.clock = clock
+        self.rooms: dict[str, _Room] = {}
+        self.idempotency: dict[tuple[str, str, str], tuple[int, str, float]] = {}
+        self.subscribers: dict[str, set[MemoryBroker]] = {}
+
+    def room(self, name: str) -> _Room:
+        room = self.rooms.get(name)
+        if room is None:
+            room = self.rooms[name] = _Room(epoch=secrets.token_hex(4))
+        return room
+
+    def flush(self) -> None:
+        """Forget everything, like a Redis restarted empty."""
+        self.rooms.clear()
+        self.idempotency.clear()
+
+    def broadcast(self, name: str, deliver: Callable[[BrokerEvents], None]) -> None:
+        loop = asyncio.get_running_loop()
+        for broker in self.subscribers.get(name, ()):
+            if broker.events is not None:
+                loop.call_soon(deliver, broker.events)
+
+    def announce(self, name: str, kind: str, user: bytes) -> None:
+        frame = f'{{"type":"presence_{kind}","room":{json.dumps(name)},"user":{user.decode()}}}'
+        self.broadcast(name, lambda events: events.on_ephemeral(name, frame))
+
+    def sweep(self, name: str) -> None:
+        room = self.rooms.get(name)
+        if room is None:
+            return
+        now = self.clock()
+        for conn in [c for c, (_, expiry) in room.presence.items() if expiry <= now]:
+            self.remove_presence(name, room, conn)
+
+    def remove_presence(self, name: str, room: _Room, conn: str) -> None:
+        entry = room.presence.pop(conn, None)
+        if entry is None:
+            return
+        user = entry[0]
+        uid = json.loads(user)["id"]
+        left = room.user_connections.get(uid, 0) - 1
+        if left <= 0:
+            room.user_connections.pop(uid, None)
+            self.announce(name, "leave", user)
+        else:
+            room.user_connections[uid] = left
+
+
+class MemoryBroker:
+    def __init__(self, hub: MemoryHub | None = None) -> None:
+        self.hub = hub or MemoryHub()
+        self.events: BrokerEvents | None = None
+        self.rooms: set[str] = set()
+
+    @property
+    def available(self) -> bool:
+        return True
+
+    async def start(self, events: BrokerEvents) -> None:
+        self.events = events
+
+    async def close(self) -> None:
+        for room in list(self.rooms):
+            await self.unsubscribe(room)
+        self.events = None
+
+    async def subscribe(self, room: str) -> None:
+        self.rooms.add(room)
+        self.hub.subscribers.setdefault(room, set()).add(self)
+
+    async def unsubscribe(self, room: str) -> None:
+        self.rooms.discard(room)
+        subscribers = self.hub.subscribers.get(room)
+        if subscribers is not None:
+            subscribers.discard(self)
+            if not subscribers:
+                del self.hub.subscribers[room]
+
+    async def publish(self, room: str, body: MessageBody, client_msg_id: str | None) -> PublishResult:
+        hub = self.hub
+        now = hub.clock()
+        key = (room, body.user.id, client_msg_id or "")
+        if client_msg_id is not None:
+            prior = hub.idempotency.get(key)
+            if prior is not None and prior[2] > now:
+                return PublishResult(prior[0], prior[1], True)
+        state = hub.room(room)
+        state.top += 1
+        offset, epoch = state.top, state.epoch
+        frame = (
+            codec.message_head(room)
+            + f'{offset},"epoch":"{epoch}","msg_id":"{epoch}-{offset}"'.encode()
+            + codec.message_tail(body)
+        )
+        state.history.append((offset, frame))
+        while len(state.history) > hub.history_size:
+            state.history.popleft()
+        if client_msg_id is not None:
+            hub.idempotency[key] = (offset, epoch, now + hub.idempotency_window_s)
+        text = frame.decode()
+        hub.broadcast(room, lambda events: events.on_message(room, offset, epoch, body.ts, text))
+        return PublishResult(offset, epoch, False)
+
+    async def read(self, room: str, mode: str = "none", offset: int = 0, count: int = 0) -> Snapshot:
+        state = self.hub.room(room)
+        if mode == "after":
+            entries = [e for e in state.history if e[0] > offset][:count]
+        elif mode == "before":
+            entries = [e for e in state.history if e[0] < offset][-count:] if count else []
+        elif mode == "last":
+            entries = list(state.history)[-count:] if count else []
+        else:
+            entries = []
+        first = entries[0][0] if entries else 0
+        return Snapshot(state.epoch, state.top, first, [frame for _, frame in entries])
+
+    async def positions(self, rooms: list[str]) -> dict[str, tuple[str | None, int]]:
+        out: dict[str, tuple[str | None, int]] = {}
+        for name in rooms:
+            state = self.hub.rooms.get(name)
+            out[name] = (state.epoch, state.top) if state else (None, 0)
+        return out
+
+    async def publish_ephemeral(self, room: str, frame: bytes) -> None:
+        text = frame.decode()
+        self.hub.broadcast(room, lambda events: events.on_ephemeral(room, text))
+
+    async def presence_upsert(
+        self, room: str, entries: list[tuple[str, bytes]], want_members: bool = False
+    ) -> list[bytes]:
+        hub = self.hub
+        hub.sweep(room)
+        state = hub.room(room)
+        expiry = hub.clock() + hub.presence_ttl_s
+        for conn, user in entries:
+            if conn not in state.presence:
+                uid = json.loads(user)["id"]
+                state.user_connections[uid] = state.user_connections.get(uid, 0) + 1
+                if state.user_connections[uid] == 1:
+                    hub.announce(room, "join", user)
+            state.presence[conn] = (user, expiry)
+        return [user for user, _ in state.presence.values()] if want_members else []
+
+    async def presence_remove(self, room: str, conns: list[str]) -> None:
+        hub = self.hub
+        hub.sweep(room)
+        state = hub.rooms.get(room)
+        if state is not None:
+            for conn in conns:
+                hub.remove_presence(room, state, conn)
+
+    async def presence_members(self, room: str) -> list[bytes]:
+        self.hub.sweep(room)
+        state = self.hub.rooms.get(room)
+        return [user for user, _ in state.presence.values()] if state else []
+
+    async def presence_sweep(self, rooms: list[str]) -> None:
+        for room in rooms:
+            self.hub.sweep(room)

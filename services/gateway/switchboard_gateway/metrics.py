@@ -1,0 +1,42 @@
+"""Every Prometheus metric of the gateway, defined once, with help text.
+
+One uvicorn process per container, so the default in-process registry is
+right; each replica is scraped on its own ``/metrics``.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.connections = Gauge("switchboard_connections", "Open WebSocket connections.", registry=r)
+        self.rooms = Gauge("switchboard_rooms", "Rooms with local members (subscribed channels).", registry=r)
+        self.frames_in = Counter("switchboard_frames_in", "Client frames received.", registry=r)
+        self.messages_published = Counter(
+            "switchboard_messages_published", "Messages stored and published by this gateway.", registry=r
+        )
+        self.messages_out = Counter(
+            "switchboard_messages_out", "Message frames handed to local sockets (deliveries).", registry=r
+        )
+        self.errors_out = Counter("switchboard_errors_out", "Error frames sent, by code.", ["code"], registry=r)
+        self.closes = Counter("switchboard_closes", "Connections closed by the server, by close code.", ["code"], registry=r)
+        self.fanout_seconds = Histogram(
+            "switchboard_fanout_seconds",
+            "Time to hand one message to every local member.",
+            buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1),
+            registry=r,
+        )
+        self.delivery_lag_seconds = Histogram(
+            "switchboard_delivery_lag_seconds",
+            "From publish (message ts) to local fan-out.",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+            registry=r,
+        )
+        self.gap_fills = Counter("switchboard_gap_fills", "Catch-ups from history after a gap or resubscribe.", registry=r)
+        self.resets = Counter("switchboard_resets", "Rooms whose history was lost (new epoch).", registry=r)
+        self.recoveries = Counter("switchboard_recoveries", "Joins with since, by outcome.", ["recovered"], registry=r)
+        self.broker_available = Gauge("switchboard_broker_available", "1 while the backplane is reachable.", registry=r)

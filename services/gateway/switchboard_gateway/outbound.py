@@ -1,0 +1,112 @@
+"""Sending to one WebSocket without ever making the sender wait.
+
+ASGI's ``send`` is a coroutine, but with uvicorn it only suspends while the
+transport's write buffer is above its high-water mark (the peer is not
+reading fast enough). ``Outbound.send`` therefore runs the ``send``
+coroutine synchronously up to its first suspension:
+
+- it finishes (the usual case): the frame is written; no task, no queue;
+- it suspends: the socket is backed up. The suspended call is finished by a
+  writer task, and later frames wait in an outbox created only now, bounded by
+  SEND_QUEUE_MAX frames and SEND_QUEUE_MAX_BYTES. Overflow calls
+  ``on_overflow`` (the connection closes with 1013).
+
+So fan-out costs one coroutine step per member, and a slow reader costs
+memory only up to its bounds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import types
+from collections import deque
+from collections.abc import Awaitable, Callable, Coroutine, Generator
+from typing import Any
+
+Message = dict[str, Any]
+Send = Callable[[Message], Awaitable[None]]
+
+
+@types.coroutine
+def _finish(coro: Coroutine[Any, Any, None], pending: Any) -> Generator[Any, Any, None]:
+    """Await a coroutine that already ran up to its first suspension, where it
+    yielded `pending` (the future it waits on)."""
+    try:
+        yield pending
+    except BaseException:
+        coro.close()
+        raise
+    yield from coro.__await__()
+
+
+class Outbound:
+    __slots__ = ("_send", "_on_overflow", "_max_frames", "_max_bytes", "_outbox", "_outbox_bytes", "_writer", "closed")
+
+    def __init__(self, send: Send, on_overflow: Callable[[], None], max_frames: int, max_bytes: int) -> None:
+        self._send = send
+        self._on_overflow = on_overflow
+        self._max_frames = max_frames
+        self._max_bytes = max_bytes
+        self._outbox: deque[Message] | None = None
+        self._outbox_bytes = 0
+        self._writer: asyncio.Task[None] | None = None
+        self.closed = False
+
+    @property
+    def backed_up(self) -> bool:
+        return self._writer is not None
+
+    def send(self, message: Message) -> None:
+        """Queue-free send of an ASGI message; never blocks the caller."""
+        if self.closed:
+            return
+        if self._outbox is not None:
+            self._outbox.append(message)
+            self._outbox_bytes += len(message.get("text") or "")
+            if len(self._outbox) > self._max_frames or self._outbox_bytes > self._max_bytes:
+                self.stop()
+                self._on_overflow()
+            return
+        coro = self._send(message)
+        try:
+            pending = coro.send(None)
+        except StopIteration:
+            return
+        except Exception:
+            self.closed = True  # the peer is gone; the reader will see the disconnect
+            return
+        self._outbox = deque()
+        self._outbox_bytes = 0
+        self._writer = asyncio.ensure_future(self._drain(coro, pending))
+
+    async def _drain(self, coro: Coroutine[Any, Any, None], pending: Any) -> None:
+        try:
+            await _finish(coro, pending)
+            outbox = self._outbox
+            while outbox:
+                message = outbox.popleft()
+                self._outbox_bytes -= len(message.get("text") or "")
+                await self._send(message)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            self.closed = True
+        finally:
+            self._outbox = None
+            self._writer = None
+
+    def stop(self) -> None:
+        """Drop whatever waits and stop sending (before a close)."""
+        self._outbox = None
+        if self._writer is not None:
+            self._writer.cancel()
+            self._writer = None
+        self.closed = True
+
+    async def flush(self, timeout: float) -> bool:
+        """Wait until everything queued was handed to the transport."""
+        writer = self._writer
+        if writer is None:
+            return True
+        done, _ = await asyncio.wait({writer}, timeout=timeout)
+        return bool(done)

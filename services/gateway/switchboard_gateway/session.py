@@ -1,0 +1,100 @@
+"""What one client frame does: checks (permission, membership, limits, rate)
+and the node call behind it. Every refusal is one ``error`` frame; too many
+of them in 10 s close the connection with 1008.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from switchboard.protocol import codec, frames
+from switchboard.protocol.codes import CloseCode, ErrorCode
+from switchboard.protocol.errors import ProtocolError
+from switchboard_gateway.broker import BrokerUnavailable
+from switchboard_gateway.connection import Connection
+from switchboard_gateway.node import Node
+
+log = logging.getLogger("switchboard.session")
+
+
+class FrameHandler:
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.settings = node.settings
+
+    async def handle(self, conn: Connection, data: str) -> None:
+        """Serve one text frame. Frames of a connection are served one at a
+        time, in order: that is what keeps its publishes in order."""
+        self.node.metrics.frames_in.inc()
+        frame_id = None
+        try:
+            frame = codec.decode_client_frame(data)
+            frame_id = frame.id
+            await self._dispatch(conn, frame)
+        except ProtocolError as exc:
+            self.refuse(conn, exc)
+        except BrokerUnavailable:
+            self.refuse(conn, ProtocolError(ErrorCode.UNAVAILABLE, "the backplane is unavailable; retry", frame_id))
+        except Exception:
+            log.exception("internal error serving a frame of %s", conn.id)
+            self.refuse(conn, ProtocolError(ErrorCode.INTERNAL, "internal error", frame_id))
+
+    def refuse(self, conn: Connection, exc: ProtocolError) -> None:
+        self.node.metrics.errors_out.labels(code=str(exc.code)).inc()
+        conn.send_text(codec.encode_error(exc))
+        if conn.errors.add(time.monotonic()):
+            conn.close_soon(CloseCode.POLICY_VIOLATION, "too many errors")
+
+    def _check_room(self, conn: Connection, frame: frames.ClientFrame, room: str) -> None:
+        if not conn.principal.may_join(room):
+            raise ProtocolError(ErrorCode.FORBIDDEN, f"not allowed in room {room!r}", frame.id)
+
+    def _check_member(self, conn: Connection, frame: frames.ClientFrame, room: str) -> None:
+        if room not in conn.rooms:
+            raise ProtocolError(ErrorCode.NOT_JOINED, f"join room {room!r} first", frame.id)
+
+    async def _dispatch(self, conn: Connection, frame: frames.ClientFrame) -> None:
+        node = self.node
+        match frame:
+            case frames.Publish(room=room, text=text, client_msg_id=cmid):
+                self._check_member(conn, frame, room)
+                wait_s = conn.bucket.take(time.monotonic())
+                if wait_s:
+                    raise ProtocolError(
+                        ErrorCode.RATE_LIMITED, "publishing too fast", frame.id, retry_after=max(1, round(wait_s * 1000))
+                    )
+                if len(text) > self.settings.max_text_chars:
+                    raise ProtocolError(
+                        ErrorCode.TOO_LARGE, f"text is over {self.settings.max_text_chars} characters", frame.id
+                    )
+                ack = await node.publish(conn.user, room, text, cmid)
+                ack.id = frame.id
+                conn.send_text(codec.encode(ack))
+            case frames.Join(room=room):
+                self._check_room(conn, frame, room)
+                if room not in conn.rooms and len(conn.rooms) >= self.settings.max_rooms_per_connection:
+                    raise ProtocolError(
+                        ErrorCode.LIMIT_EXCEEDED,
+                        f"at most {self.settings.max_rooms_per_connection} rooms per connection",
+                        frame.id,
+                    )
+                await node.join(conn, frame)
+            case frames.Leave(room=room):
+                self._check_member(conn, frame, room)
+                await node.leave(conn, room)
+                conn.send_text(codec.encode(frames.Left(id=frame.id, room=room)))
+            case frames.History(room=room, before=before, limit=limit):
+                self._check_room(conn, frame, room)
+                page = await node.history(room, before, limit)
+                page.id = frame.id
+                conn.send_text(codec.encode(page))
+            case frames.Presence(room=room):
+                self._check_room(conn, frame, room)
+                members = await node.presence(room)
+                conn.send_text(codec.encode(frames.PresenceList(id=frame.id, room=room, members=members)))
+            case frames.Typing(room=room):
+                self._check_member(conn, frame, room)
+                await node.typing(conn, room)
+            case frames.Ping():
+                conn.send_text(codec.encode(frames.Pong(id=frame.id)))

@@ -1,0 +1,157 @@
+"""Configuration from environment variables, read once and validated.
+
+Each variable is named once, here, with its unit and default. A bad value
+raises ``SettingsError`` naming the variable; ``__main__`` prints that one
+line and exits non-zero.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+from urllib.parse import urlparse
+
+
+class SettingsError(ValueError):
+    """A configuration value is missing or invalid."""
+
+
+def _bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError("expected true or false")
+
+
+def _positive_int(raw: str) -> int:
+    value = int(raw)
+    if value < 1:
+        raise ValueError("must be at least 1")
+    return value
+
+
+def _positive_float(raw: str) -> float:
+    value = float(raw)
+    if not value > 0 or value != value or value == float("inf"):
+        raise ValueError("must be a positive number")
+    return value
+
+
+def _non_negative_float(raw: str) -> float:
+    value = float(raw)
+    if not value >= 0 or value == float("inf"):
+        raise ValueError("must be zero or a positive number")
+    return value
+
+
+def _port(raw: str) -> int:
+    value = int(raw)
+    if not 0 <= value <= 65535:
+        raise ValueError("must be a TCP port (0-65535)")
+    return value
+
+
+def _redis_url(raw: str) -> str:
+    scheme = urlparse(raw).scheme
+    if scheme not in ("redis", "rediss", "unix", "memory"):
+        raise ValueError("expected redis://host:port/db, rediss://, unix:// or memory://")
+    return raw
+
+
+def _origins(raw: str) -> tuple[str, ...] | None:
+    origins = tuple(o.strip().rstrip("/") for o in raw.split(",") if o.strip())
+    return origins or None
+
+
+def _secret(raw: str) -> str:
+    if len(raw.encode()) < 32:
+        raise ValueError("must be at least 32 bytes (HS256 keys shorter than the hash are weak)")
+    return raw
+
+
+def _log_level(raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in ("critical", "error", "warning", "info", "debug"):
+        raise ValueError("expected critical, error, warning, info or debug")
+    return value
+
+
+_SECRET_ENVS = ("JWT_SECRET", "API_KEY")
+
+
+def _setting(env: str, cast: Callable[[str], Any], default: Any = None, required: bool = False) -> Any:
+    from dataclasses import field
+
+    return field(default=default, metadata={"env": env, "cast": cast, "required": required})
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = _setting("HOST", str, "0.0.0.0")
+    port: int = _setting("PORT", _port, 8000)
+    node_id: str = _setting("NODE_ID", str, "")  # "" -> the hostname
+    redis_url: str = _setting("REDIS_URL", _redis_url, "redis://localhost:6379/0")
+    redis_prefix: str = _setting("REDIS_PREFIX", str, "sb")
+    jwt_secret: str = _setting("JWT_SECRET", _secret, required=True)
+    api_key: str | None = _setting("API_KEY", str, None)
+    allow_guests: bool = _setting("ALLOW_GUESTS", _bool, False)
+    guest_token_ttl_s: float = _setting("GUEST_TOKEN_TTL", _positive_float, 3600.0)
+    allowed_origins: tuple[str, ...] | None = _setting("ALLOWED_ORIGINS", _origins, None)
+    history_size: int = _setting("HISTORY_SIZE", _positive_int, 1000)
+    history_ttl_s: int = _setting("HISTORY_TTL", _positive_int, 86400)
+    presence_ttl_s: float = _setting("PRESENCE_TTL", _positive_float, 30.0)
+    idempotency_window_s: int = _setting("IDEMPOTENCY_WINDOW", _positive_int, 120)
+    publish_rate: float = _setting("PUBLISH_RATE", _positive_float, 10.0)
+    publish_burst: int = _setting("PUBLISH_BURST", _positive_int, 20)
+    max_frame_bytes: int = _setting("MAX_FRAME_BYTES", _positive_int, 16384)
+    max_text_chars: int = _setting("MAX_TEXT_CHARS", _positive_int, 2000)
+    max_rooms_per_connection: int = _setting("MAX_ROOMS_PER_CONNECTION", _positive_int, 50)
+    send_queue_max: int = _setting("SEND_QUEUE_MAX", _positive_int, 1000)
+    send_queue_max_bytes: int = _setting("SEND_QUEUE_MAX_BYTES", _positive_int, 4 * 1024 * 1024)
+    abuse_errors: int = _setting("ABUSE_ERRORS", _positive_int, 50)
+    drain_notice_s: float = _setting("DRAIN_NOTICE", _non_negative_float, 2.0)
+    drain_timeout_s: float = _setting("DRAIN_TIMEOUT", _positive_float, 10.0)
+    position_check_s: float = _setting("POSITION_CHECK_INTERVAL", _positive_float, 5.0)
+    ws_ping_interval_s: float = _setting("WS_PING_INTERVAL", _non_negative_float, 20.0)
+    log_level: str = _setting("LOG_LEVEL", _log_level, "info")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Read every setting from `environ` (default: os.environ); keyword
+        overrides win (tests use them)."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            if f.name in overrides:
+                continue
+            env, cast = f.metadata["env"], f.metadata["cast"]
+            raw = environ.get(env)
+            if raw is None or (raw.strip() == "" and f.metadata["required"]):
+                if f.metadata["required"]:
+                    raise SettingsError(f"{env} is required but not set")
+                continue
+            try:
+                values[f.name] = cast(raw)
+            except ValueError as exc:
+                shown = "(hidden)" if env in _SECRET_ENVS else repr(raw)
+                raise SettingsError(f"{env}={shown} is invalid: {exc}") from None
+        settings = cls(**values, **overrides)
+        if settings.drain_notice_s >= settings.drain_timeout_s:
+            raise SettingsError("DRAIN_NOTICE must be shorter than DRAIN_TIMEOUT")
+        return settings
+
+    @property
+    def node(self) -> str:
+        return self.node_id or socket.gethostname()
+
+    @property
+    def memory_broker(self) -> bool:
+        return self.redis_url.startswith("memory:")
+
+    def env_names(self) -> list[str]:
+        return [f.metadata["env"] for f in fields(self)]

@@ -1,0 +1,35 @@
+"""Every Redis key and channel name, built in this one place.
+
+A room's keys share the hash tag ``{room}`` so that each Lua script touches a
+single Redis Cluster slot. Room names cannot contain braces (see
+``switchboard.protocol.names``).
+"""
+
+from __future__ import annotations
+
+
+class RoomKeys:
+    __slots__ = ("room", "channel", "meta", "log", "presence", "presence_expiry", "presence_users", "_idem")
+
+    def __init__(self, prefix: str, room: str) -> None:
+        base = f"{prefix}:{{{room}}}"
+        self.room = room
+        self.channel = f"{base}:ch"  # pub/sub: messages and ephemeral events
+        self.meta = f"{base}:meta"  # hash: e = epoch, s = newest offset
+        self.log = f"{base}:log"  # stream: the capped history, entry id = offset
+        self.presence = f"{base}:pres"  # hash: connection -> user JSON
+        self.presence_expiry = f"{base}:pexp"  # zset: connection -> expiry (ms)
+        self.presence_users = f"{base}:pusr"  # hash: user id -> live connections
+        self._idem = f"{base}:idem:"
+
+    def idempotency(self, user_id: str, client_msg_id: str) -> str:
+        # The user id is length-prefixed so no (user, id) pair can collide with another.
+        return f"{self._idem}{len(user_id)}:{user_id}:{client_msg_id}"
+
+    def presence_keys(self) -> list[str]:
+        return [self.presence, self.presence_expiry, self.presence_users]
+
+
+def room_of_channel(prefix: str, channel: str) -> str:
+    """Inverse of ``RoomKeys.channel``."""
+    return channel[len(prefix) + 2 : -4]

@@ -1,0 +1,31 @@
+"""The Lua scripts, loaded from the package's ``scripts/`` folder."""
+
+from __future__ import annotations
+
+import hashlib
+from importlib import resources
+
+
+def _read(name: str) -> str:
+    return resources.files(__package__).joinpath("scripts", name).read_text()
+
+
+class Script:
+    __slots__ = ("name", "source", "sha")
+
+    def __init__(self, name: str, source: str) -> None:
+        self.name = name
+        self.source = source
+        self.sha = hashlib.sha1(source.encode()).hexdigest()
+
+
+_prelude = _read("presence_prelude.lua")
+
+PUBLISH = Script("publish", _read("publish.lua"))
+READ = Script("read", _read("read.lua"))
+PRESENCE_UPSERT = Script("presence_upsert", _prelude + _read("presence_upsert.lua"))
+PRESENCE_REMOVE = Script("presence_remove", _prelude + _read("presence_remove.lua"))
+PRESENCE_MEMBERS = Script("presence_members", _prelude + _read("presence_members.lua"))
+PRESENCE_SWEEP = Script("presence_sweep", _prelude + "sweep()\nreturn {}\n")
+
+ALL = (PUBLISH, READ, PRESENCE_UPSERT, PRESENCE_REMOVE, PRESENCE_MEMBERS, PRESENCE_SWEEP)

@@ -1,0 +1,218 @@
+"""``Backplane``: the calls a gateway (or a tool) makes to Redis.
+
+Every call goes through one auto-pipeline: calls made while a batch is in
+flight are sent together as the next batch. A thousand concurrent publishers
+therefore cost a handful of round trips on one pooled connection, not a
+thousand connections (redis-py's asyncio pool is capped and raises when
+exhausted, see docs/performance.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
+
+from switchboard.backplane import scripts
+from switchboard.backplane.keys import RoomKeys
+from switchboard.protocol import codec, frames
+
+
+@dataclass(frozen=True, slots=True)
+class PublishResult:
+    offset: int
+    epoch: str
+    duplicate: bool  # an earlier publish with the same client_msg_id was stored
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """A room's position (``epoch``, newest ``top`` offset) and some of its
+    history as encoded ``message`` frames, ascending by offset."""
+
+    epoch: str
+    top: int
+    first: int  # offset of frames[0]; the rest follow one by one (0 when empty)
+    frames: list[bytes]
+
+
+def new_epoch() -> str:
+    return secrets.token_hex(4)
+
+
+class _AutoPipeline:
+    def __init__(self, redis: Redis, max_batch: int = 512) -> None:
+        self._redis = redis
+        self._max_batch = max_batch
+        self._queue: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    def call(self, *command: Any) -> asyncio.Future[Any]:
+        future = asyncio.get_running_loop().create_future()
+        self._queue.append((command, future))
+        if self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush())
+        return future
+
+    async def _flush(self) -> None:
+        try:
+            while self._queue:
+                batch = self._queue[: self._max_batch]
+                del self._queue[: self._max_batch]
+                await self._execute(batch, retry_noscript=True)
+        finally:
+            self._flusher = None
+
+    async def _execute(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]], retry_noscript: bool) -> None:
+        pipe = self._redis.pipeline(transaction=False)
+        for command, _ in batch:
+            pipe.execute_command(*command)
+        try:
+            results = await pipe.execute(raise_on_error=False)
+        except Exception as exc:  # connection lost: every caller learns it
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        missing = []
+        for item, result in zip(batch, results):
+            future = item[1]
+            if future.done():
+                continue
+            if isinstance(result, NoScriptError) and retry_noscript:
+                missing.append(item)  # Redis restarted and lost its script cache
+            elif isinstance(result, Exception):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
+        if missing:
+            try:
+                await load_scripts(self._redis)
+            except Exception as exc:
+                for _, future in missing:
+                    future.set_exception(exc)
+                return
+            await self._execute(missing, retry_noscript=False)
+
+
+async def load_scripts(redis: Redis) -> None:
+    for script in scripts.ALL:
+        await redis.script_load(script.source)
+
+
+class Backplane:
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        prefix: str = "sb",
+        history_size: int = 1000,
+        history_ttl: int = 86400,
+        idempotency_window: int = 120,
+        presence_ttl: float = 30.0,
+    ) -> None:
+        self.redis = redis
+        self.prefix = prefix
+        self.history_size = history_size
+        self.history_ttl = history_ttl
+        self.idempotency_window = idempotency_window
+        self.presence_ttl = presence_ttl
+        self._pipeline = _AutoPipeline(redis)
+        self._keys: dict[str, RoomKeys] = {}
+
+    def keys(self, room: str) -> RoomKeys:
+        keys = self._keys.get(room)
+        if keys is None:
+            if len(self._keys) > 10_000:
+                self._keys.clear()
+            keys = self._keys[room] = RoomKeys(self.prefix, room)
+        return keys
+
+    def _eval(self, script: scripts.Script, keys: list[str], args: list[Any]) -> asyncio.Future[Any]:
+        return self._pipeline.call("EVALSHA", script.sha, len(keys), *keys, *args)
+
+    async def ping(self) -> None:
+        await self.redis.ping()
+
+    async def publish(
+        self,
+        room: str,
+        body: frames.MessageBody,
+        *,
+        client_msg_id: str | None = None,
+    ) -> PublishResult:
+        k = self.keys(room)
+        keys = [k.meta, k.log]
+        if client_msg_id is not None:
+            keys.append(k.idempotency(body.user.id, client_msg_id))
+        args = [
+            k.channel,
+            codec.message_head(room),
+            codec.message_tail(body),
+            new_epoch(),
+            self.history_size,
+            self.history_ttl,
+            self.idempotency_window,
+            body.ts,
+        ]
+        offset, epoch, duplicate = await self._eval(scripts.PUBLISH, keys, args)
+        return PublishResult(int(offset), epoch.decode(), bool(duplicate))
+
+    async def read(self, room: str, mode: str = "none", offset: int = 0, count: int = 0) -> Snapshot:
+        """Position plus history: mode ``after`` (offsets > offset), ``before``
+        (the newest `count` below offset), ``last`` (the newest `count``)."""
+        k = self.keys(room)
+        reply = await self._eval(
+            scripts.READ, [k.meta, k.log], [new_epoch(), self.history_ttl, mode, offset, count]
+        )
+        return Snapshot(reply[0].decode(), int(reply[1]), int(reply[2]), reply[3:])
+
+    async def positions(self, rooms: list[str]) -> dict[str, tuple[str | None, int]]:
+        """(epoch, newest offset) of each room, without creating anything;
+        epoch None when the room has no history in Redis."""
+        futures = [self._pipeline.call("HMGET", self.keys(room).meta, "e", "s") for room in rooms]
+        out = {}
+        for room, (epoch, top) in zip(rooms, await asyncio.gather(*futures)):
+            out[room] = (epoch.decode() if epoch else None, int(top or 0))
+        return out
+
+    async def publish_ephemeral(self, room: str, frame: bytes) -> None:
+        """Fan out a frame that is not stored (typing)."""
+        await self._pipeline.call("PUBLISH", self.keys(room).channel, b"e" + frame)
+
+    # --- presence --------------------------------------------------------------
+
+    def _presence_args(self, k: RoomKeys, now_ms: int) -> list[Any]:
+        return [k.channel, codec.encode_bytes(k.room), now_ms, int(self.presence_ttl * 3) + 1]
+
+    async def presence_upsert(
+        self, room: str, entries: list[tuple[str, bytes]], now_ms: int, want_members: bool = False
+    ) -> list[bytes]:
+        """Add or refresh (connection id, user JSON) entries; they expire
+        PRESENCE_TTL after this call unless refreshed again."""
+        k = self.keys(room)
+        args = self._presence_args(k, now_ms)
+        args += [now_ms + int(self.presence_ttl * 1000), "1" if want_members else "0"]
+        for conn, user in entries:
+            args += [conn, user]
+        return await self._eval(scripts.PRESENCE_UPSERT, k.presence_keys(), args)
+
+    async def presence_remove(self, room: str, conns: list[str], now_ms: int) -> None:
+        k = self.keys(room)
+        await self._eval(scripts.PRESENCE_REMOVE, k.presence_keys(), self._presence_args(k, now_ms) + conns)
+
+    async def presence_members(self, room: str, now_ms: int) -> list[bytes]:
+        k = self.keys(room)
+        return await self._eval(scripts.PRESENCE_MEMBERS, k.presence_keys(), self._presence_args(k, now_ms))
+
+    async def presence_sweep(self, rooms: list[str], now_ms: int) -> None:
+        """Expire connections that nobody refreshed (their gateway died)."""
+        calls = []
+        for room in rooms:
+            k = self.keys(room)
+            calls.append(self._eval(scripts.PRESENCE_SWEEP, k.presence_keys(), self._presence_args(k, now_ms)))
+        await asyncio.gather(*calls)

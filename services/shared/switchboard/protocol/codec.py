@@ -1,0 +1,75 @@
+"""Decode client frames, encode server frames.
+
+``decode_client_frame`` returns a frame or raises ``ProtocolError`` with code
+``bad_request``: never anything else, whatever bytes arrive (a property test
+holds it to that).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from switchboard.protocol import frames
+from switchboard.protocol.codes import ErrorCode
+from switchboard.protocol.errors import ProtocolError
+
+_client_decoder = msgspec.json.Decoder(frames.ClientFrame)
+_encoder = msgspec.json.Encoder()
+
+
+class _IdOnly(msgspec.Struct):
+    id: Any = None
+
+
+_id_decoder = msgspec.json.Decoder(_IdOnly)
+
+
+def _frame_id_of(data: str | bytes) -> frames.FrameId:
+    """Best-effort `id` of a frame that failed validation, so the error can
+    carry it. An id that is not a string or an integer is not usable."""
+    try:
+        value = _id_decoder.decode(data).id
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        return None
+    return value
+
+
+def decode_client_frame(data: str | bytes) -> frames.ClientFrame:
+    try:
+        return _client_decoder.decode(data)
+    except msgspec.ValidationError as exc:
+        raise ProtocolError(ErrorCode.BAD_REQUEST, str(exc), _frame_id_of(data)) from None
+    except msgspec.DecodeError as exc:
+        raise ProtocolError(ErrorCode.BAD_REQUEST, f"not a JSON object: {exc}") from None
+
+
+def encode(frame: msgspec.Struct) -> str:
+    """A server frame as the text of one WebSocket frame."""
+    return _encoder.encode(frame).decode()
+
+
+def encode_bytes(obj: Any) -> bytes:
+    return _encoder.encode(obj)
+
+
+def encode_error(exc: ProtocolError) -> str:
+    return encode(
+        frames.Error(
+            id=exc.frame_id, code=str(exc.code), message=exc.message, retry_after=exc.retry_after
+        )
+    )
+
+
+def message_head(room: str) -> bytes:
+    """The start of a ``message`` frame up to its offset; the publish script
+    appends offset, epoch and msg_id, then ``message_tail``."""
+    return b'{"type":"message","room":' + _encoder.encode(room) + b',"offset":'
+
+
+def message_tail(body: frames.MessageBody) -> bytes:
+    """The rest of a ``message`` frame after ``msg_id``: ``,"user":...}``."""
+    return b"," + _encoder.encode(body)[1:]

@@ -1,0 +1,177 @@
+"""Every frame of the wire protocol, as msgspec Structs tagged on ``type``.
+
+Client frames are decoded strictly (types and ranges checked by msgspec);
+unknown fields are ignored so newer clients keep working. Server frames are
+encoded by ``codec``; a chat ``message`` is encoded once per message and its
+bytes are reused for every member and for history (``msgspec.Raw``).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Union
+
+from msgspec import Meta, Raw, Struct
+
+from switchboard.protocol.names import ROOM_PATTERN
+
+FrameId = str | int | None
+Room = Annotated[str, Meta(pattern=ROOM_PATTERN)]
+Offset = Annotated[int, Meta(ge=0)]
+HistoryCount = Annotated[int, Meta(ge=1, le=100)]
+ClientMsgId = Annotated[str, Meta(min_length=1, max_length=64)]
+# The upper bound of `text` is MAX_TEXT_CHARS, a setting: checked by the gateway.
+Text = Annotated[str, Meta(min_length=1)]
+
+
+# --- client -> server -------------------------------------------------------
+
+
+class Since(Struct, forbid_unknown_fields=False):
+    offset: Offset
+    epoch: str
+
+
+class _ClientFrame(Struct, tag_field="type", kw_only=True):
+    id: FrameId = None
+
+
+class Join(_ClientFrame, tag="join"):
+    room: Room
+    since: Since | None = None
+    history: HistoryCount | None = None
+
+
+class Leave(_ClientFrame, tag="leave"):
+    room: Room
+
+
+class Publish(_ClientFrame, tag="publish"):
+    room: Room
+    text: Text
+    client_msg_id: ClientMsgId | None = None
+
+
+class History(_ClientFrame, tag="history"):
+    room: Room
+    before: Annotated[int, Meta(ge=1)] | None = None
+    limit: HistoryCount = 50
+
+
+class Presence(_ClientFrame, tag="presence"):
+    room: Room
+
+
+class Typing(_ClientFrame, tag="typing"):
+    room: Room
+
+
+class Ping(_ClientFrame, tag="ping"):
+    pass
+
+
+ClientFrame = Union[Join, Leave, Publish, History, Presence, Typing, Ping]
+ROOM_FRAMES = (Join, Leave, Publish, History, Presence, Typing)
+
+
+# --- server -> client -------------------------------------------------------
+
+
+class User(Struct):
+    id: str
+    name: str
+
+
+class Member(Struct):
+    user: User
+    connections: int
+
+
+class MessageBody(Struct):
+    """The part of a ``message`` frame the publisher knows before Redis
+    assigns ``offset``, ``epoch`` and ``msg_id`` (see backplane/scripts/publish.lua)."""
+
+    user: User
+    text: str
+    ts: int
+
+
+class Message(Struct, tag_field="type", tag="message"):
+    room: str
+    offset: int
+    epoch: str
+    msg_id: str
+    user: User
+    text: str
+    ts: int
+
+
+class _Reply(Struct, tag_field="type", omit_defaults=True, kw_only=True):
+    id: FrameId = None
+
+
+class Welcome(_Reply, tag="welcome"):
+    session: str
+    user: User
+    node: str
+    protocol: int
+
+
+class Joined(_Reply, tag="joined"):
+    room: str
+    offset: int
+    epoch: str
+    recovered: bool | None  # required, so it is always on the wire (null without since)
+    messages: list[Raw]
+    presence: list[Member]
+
+
+class Left(_Reply, tag="left"):
+    room: str
+
+
+class Ack(_Reply, tag="ack"):
+    room: str
+    offset: int
+    epoch: str
+
+
+class HistoryPage(_Reply, tag="history"):
+    room: str
+    epoch: str
+    messages: list[Raw]
+
+
+class PresenceList(_Reply, tag="presence"):
+    room: str
+    members: list[Member]
+
+
+class Pong(_Reply, tag="pong"):
+    pass
+
+
+class PresenceJoin(Struct, tag_field="type", tag="presence_join"):
+    room: str
+    user: User
+
+
+class PresenceLeave(Struct, tag_field="type", tag="presence_leave"):
+    room: str
+    user: User
+
+
+class TypingNotice(Struct, tag_field="type", tag="typing"):
+    room: str
+    user: User
+
+
+class Reset(Struct, tag_field="type", tag="reset"):
+    room: str
+    epoch: str
+    offset: int = 0
+
+
+class Error(_Reply, tag="error"):
+    code: str
+    message: str
+    retry_after: int | None = None
