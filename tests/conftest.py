@@ -69,7 +69,7 @@ def redis_url() -> Iterator[str]:
     image = _local_redis_image() if docker_available() else None
     if image is not None:
         os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")  # Ryuk's image cannot be pulled
-        from testcontainers.redis import RedisContainer
+        from testcontainers.community.redis import RedisContainer
 
         with RedisContainer(image=image) as container:
             host = container.get_container_host_ip()
