@@ -51,6 +51,7 @@ class RoomState:
         "filling",
         "backlog",
         "fill_task",
+        "fill_requests",
         "lock",
         "subscribed",
         "checked_top",
@@ -66,6 +67,7 @@ class RoomState:
         self.filling = False  # catching up: live items wait in backlog
         self.backlog: list[Item] = []
         self.fill_task: asyncio.Task[None] | None = None
+        self.fill_requests = 0  # bumped by every catch-up request, even mid-fill
         self.lock = asyncio.Lock()  # serialises subscribe/unsubscribe
         self.subscribed = False
         self.checked_top = 0  # newest offset seen by the previous position check
@@ -355,6 +357,7 @@ class Node:
 
     def _catch_up(self, rs: RoomState) -> None:
         rs.filling = True
+        rs.fill_requests += 1
         if rs.fill_task is None:
             rs.fill_task = asyncio.create_task(self._fill(rs))
 
@@ -364,6 +367,7 @@ class Node:
         self.metrics.gap_fills.inc()
         try:
             while rs.filling:
+                requests = rs.fill_requests
                 snap = await self.broker.read(rs.name, "after", rs.last, self.settings.history_size)
                 if self.rooms.get(rs.name) is not rs:
                     return
@@ -377,6 +381,8 @@ class Node:
                     if offset > rs.last:
                         rs.last = offset
                         self._fan_out(rs, offset, rs.epoch, frame.decode())
+                if rs.fill_requests != requests:
+                    continue  # asked again while reading (e.g. a resubscribe): read again
                 rs.filling = False
                 self._drain_backlog(rs)
         except BrokerUnavailable:
