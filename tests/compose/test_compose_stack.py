@@ -1,0 +1,314 @@
+"""The shipped stack for real: docker-compose.yml with 4 gateways behind HAProxy.
+
+Runs ``deploy/prepare-offline.sh`` (idempotent: seconds when everything is
+cached) so no registry is needed, then
+
+    docker compose -p <unique> --env-file deploy/offline.env up -d --build --scale gateway=4
+
+and checks, through the load balancer only: connections spread over the
+gateways, a message reaches clients on every gateway, and stopping one gateway
+(graceful drain) costs its clients nothing: they see 1012, reconnect through
+the LB to another gateway and recover exactly the messages published meanwhile
+with ``join(since=...)``. Finally ``down -v`` leaves nothing of the project.
+
+Skips with the reason when no Docker engine runs. Set
+``SWITCHBOARD_COMPOSE_ONLINE=1`` on a host that can pull the default public
+images to skip the offline preparation and use them instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from switchboard.client import Client, ClientClosed, guest_token, make_token
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts"
+PREPARE = ROOT / "deploy" / "prepare-offline.sh"
+OFFLINE_ENV = ROOT / "deploy" / "offline.env"
+
+GATEWAYS = 4
+CLIENTS = 40
+JWT_SECRET = "compose-test-secret-" + uuid.uuid4().hex  # > 32 bytes
+DRAIN_NOTICE = 2.0
+DRAIN_TIMEOUT = 10.0
+
+pytestmark = pytest.mark.docker
+
+
+def _docker_ok() -> str | None:
+    """None when a Docker engine answers, else why not."""
+    if shutil.which("docker") is None:
+        return "no docker CLI on PATH"
+    try:
+        info = subprocess.run(["docker", "info"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"'docker info' failed: {exc}"
+    if info.returncode != 0:
+        return "'docker info' failed: " + (info.stderr.strip().splitlines() or ["no engine"])[-1]
+    return None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _run(cmd: list[str], timeout: float, env: dict[str, str] | None = None, check: bool = True) -> str:
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(cmd)} exited {proc.returncode}\n--- stdout\n{proc.stdout[-4000:]}\n"
+            f"--- stderr\n{proc.stderr[-4000:]}"
+        )
+    return proc.stdout
+
+
+@dataclass
+class Stack:
+    project: str
+    port: int
+    env: dict[str, str]
+    compose: list[str] = field(default_factory=list)
+    down_done: bool = False
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    def dc(self, *args: str, timeout: float = 120, check: bool = True) -> str:
+        return _run([*self.compose, *args], timeout, self.env, check)
+
+    def gateway_ids(self) -> list[str]:
+        return self.dc("ps", "-q", "gateway").split()
+
+    def inspect(self, ids: list[str]) -> list[dict[str, Any]]:
+        if not ids:
+            return []
+        return json.loads(_run(["docker", "inspect", *ids], 30))
+
+    def leftovers(self) -> dict[str, list[str]]:
+        label = f"label=com.docker.compose.project={self.project}"
+        return {
+            kind: _run(["docker", kind, "ls", "-q", "--filter", label] + (["-a"] if kind == "container" else []), 30).split()
+            for kind in ("container", "volume", "network")
+        }
+
+    def down(self) -> None:
+        if not self.down_done:
+            self.dc("down", "-v", "--remove-orphans", "--timeout", "30", timeout=180)
+            self.down_done = True
+
+
+@pytest.fixture(scope="session")
+def compose_env_file() -> list[str]:
+    """``--env-file`` arguments: the offline images (after running the
+    prepare script) unless SWITCHBOARD_COMPOSE_ONLINE=1."""
+    reason = _docker_ok()
+    if reason:
+        pytest.skip(f"needs a Docker engine: {reason}")
+    if os.environ.get("SWITCHBOARD_COMPOSE_ONLINE") == "1":
+        return []
+    if os.geteuid() == 0:
+        started = time.monotonic()
+        proc = subprocess.run(["bash", str(PREPARE)], cwd=ROOT, capture_output=True, text=True, timeout=900)
+        if proc.returncode != 0:
+            pytest.fail(f"deploy/prepare-offline.sh failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        print(f"prepare-offline.sh: {time.monotonic() - started:.1f} s")
+    elif not OFFLINE_ENV.exists():
+        pytest.skip("deploy/offline.env missing and not root: run deploy/prepare-offline.sh as root first")
+    return ["--env-file", str(OFFLINE_ENV)]
+
+
+@pytest.fixture(scope="module")
+def stack(compose_env_file: list[str]) -> Iterator[Stack]:
+    if subprocess.run(["docker", "compose", "version"], capture_output=True, timeout=30).returncode != 0:
+        pytest.skip("the Docker Compose v2 CLI plugin is missing (deploy/prepare-offline.sh installs it)")
+    project = f"sbtest{uuid.uuid4().hex[:8]}"
+    port = _free_port()
+    env = {
+        **os.environ,
+        "SWITCHBOARD_PORT": str(port),
+        "JWT_SECRET": JWT_SECRET,
+        "DRAIN_NOTICE": str(DRAIN_NOTICE),
+        "DRAIN_TIMEOUT": str(DRAIN_TIMEOUT),
+        "GATEWAY_IMAGE": "switchboard-gateway:compose-test",
+    }
+    s = Stack(project, port, env)
+    s.compose = ["docker", "compose", "-p", project, "-f", str(ROOT / "docker-compose.yml"), *compose_env_file]
+    try:
+        started = time.monotonic()
+        s.dc("up", "-d", "--build", "--scale", f"gateway={GATEWAYS}", timeout=900)
+        print(f"compose up --build: {time.monotonic() - started:.1f} s")
+        _wait_ready(s, deadline=time.monotonic() + 120)
+        print(f"stack ready after {time.monotonic() - started:.1f} s")
+        yield s
+    finally:
+        ARTIFACTS.mkdir(exist_ok=True)
+        logs = s.dc("logs", "--no-color", "--timestamps", timeout=60, check=False)
+        (ARTIFACTS / f"compose-{project}.log").write_text(logs)
+        s.down()
+
+
+def _wait_ready(s: Stack, deadline: float) -> None:
+    """LB answers /readyz 200 and all gateways report healthy."""
+    last = "nothing yet"
+    while time.monotonic() < deadline:
+        try:
+            ids = s.gateway_ids()
+            health = [c["State"].get("Health", {}).get("Status") for c in s.inspect(ids)]
+            code = httpx.get(s.http + "/readyz", timeout=2).status_code
+            last = f"gateway health {health}, lb /readyz {code}"
+            if code == 200 and health.count("healthy") == GATEWAYS:
+                return
+        except (httpx.HTTPError, AssertionError) as exc:
+            last = f"{type(exc).__name__}: {exc}"
+        time.sleep(0.5)
+    raise AssertionError(f"stack not ready within the deadline: {last}")
+
+
+async def _connect(s: Stack, token: str, deadline: float) -> Client:
+    """Connect through the LB, retrying while a draining gateway still gets
+    the upgrade (it closes at once with 1012) or the LB has no server."""
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            return await Client.connect(s.ws, token, timeout=5)
+        except Exception as exc:  # ClientClosed(1012), refused, 503 from the LB, timeout
+            last = exc
+            await asyncio.sleep(0.2)
+    raise AssertionError(f"could not connect through the LB before the deadline: {last!r}")
+
+
+async def _drain_messages(c: Client, room: str) -> list[dict[str, Any]]:
+    """Messages already queued on a (possibly closed) client."""
+    out = []
+    while True:
+        try:
+            frame = await c.recv(timeout=0.2)
+        except (ClientClosed, TimeoutError):
+            return out
+        if frame.get("type") == "message" and frame.get("room") == room:
+            out.append(frame)
+
+
+async def test_guest_login_through_lb(stack: Stack) -> None:
+    token = await guest_token(stack.http, "compose")
+    async with await Client.connect(stack.ws, token) as c:
+        assert c.welcome["user"]["id"].startswith("guest:"), c.welcome
+
+
+async def test_spread_fanout_and_drain_recovery(stack: Stack) -> None:
+    room = f"deploy-{uuid.uuid4().hex[:8]}"
+    deadline = time.monotonic() + 60
+    tokens = [make_token(JWT_SECRET, f"user{i}", name=f"User {i}") for i in range(CLIENTS)]
+    clients = list(await asyncio.gather(*(_connect(stack, t, deadline) for t in tokens)))
+    try:
+        # 1. HAProxy spreads the sockets over the gateways (leastconn).
+        nodes = Counter(c.node for c in clients)
+        print(f"sockets per gateway: {dict(nodes)}")
+        assert len(nodes) >= 3, f"40 sockets landed on too few gateways: {dict(nodes)}"
+
+        # 2. One publish reaches every member on every gateway.
+        joined = await asyncio.gather(*(c.join(room) for c in clients))
+        assert all(j["type"] == "joined" for j in joined), joined[:3]
+        ack = await clients[0].publish(room, "hello everyone", client_msg_id=uuid.uuid4().hex)
+        assert ack["type"] == "ack", ack
+        first = await asyncio.gather(*(c.recv_type("message", timeout=15) for c in clients))
+        assert {(m["room"], m["offset"], m["text"]) for m in first} == {(room, ack["offset"], "hello everyone")}
+        epoch = ack["epoch"]
+
+        # 3. Stop (drain) one gateway that holds clients, not the publisher's.
+        publisher = clients[0]
+        victim_node = next(n for n, _ in nodes.most_common() if n != publisher.node)
+        victims = [c for c in clients if c.node == victim_node]
+        survivors = [c for c in clients if c.node != victim_node]
+        container = next(
+            (cid for cid in stack.gateway_ids() if cid.startswith(victim_node) or victim_node.startswith(cid[:12])),
+            None,
+        )
+        if container is None:  # NODE_ID is not the hostname: match on Config.Hostname
+            by_host = {c["Config"]["Hostname"]: c["Id"] for c in stack.inspect(stack.gateway_ids())}
+            container = by_host.get(victim_node)
+        assert container, f"no gateway container for node {victim_node!r}"
+
+        stop_started = time.monotonic()
+        stopper = await asyncio.create_subprocess_exec(
+            "docker", "stop", "--time", "30", container,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+        # Its clients see the server close the socket: 1012 (service restart).
+        closes = await asyncio.gather(*(c.wait_closed(timeout=DRAIN_NOTICE + DRAIN_TIMEOUT + 10) for c in victims))
+        assert {code for code, _ in closes} == {1012}, f"close codes of the drained gateway: {closes}"
+        # What each victim had received before the close: it resumes from there.
+        seen: dict[int, int] = {}
+        for i, c in enumerate(victims):
+            got = await _drain_messages(c, room)
+            seen[i] = max([ack["offset"], *(m["offset"] for m in got)])
+
+        # Published while the victims are disconnected (through a survivor).
+        meanwhile = []
+        for k in range(5):
+            a = await publisher.publish(room, f"while you were away {k}", client_msg_id=uuid.uuid4().hex)
+            assert a["type"] == "ack" and a["epoch"] == epoch, a
+            meanwhile.append(a["offset"])
+
+        _, err = await asyncio.wait_for(stopper.communicate(), timeout=DRAIN_NOTICE + DRAIN_TIMEOUT + 30)
+        assert stopper.returncode == 0, err
+        stopped_after = time.monotonic() - stop_started
+        state = stack.inspect([container])[0]["State"]
+        assert state["Running"] is False
+        assert state["ExitCode"] == 0, f"drained gateway exited {state['ExitCode']} (137 = killed)"
+        assert stopped_after < DRAIN_NOTICE + DRAIN_TIMEOUT + 5, f"drain took {stopped_after:.1f} s"
+        print(f"stopped {victim_node} ({len(victims)} clients) in {stopped_after:.1f} s, exit 0")
+
+        # Survivors got everything live, in order.
+        for c in survivors:
+            got = [await c.recv_type("message", timeout=15) for _ in meanwhile]
+            assert [m["offset"] for m in got] == meanwhile
+
+        # 4. Victims reconnect through the LB (to another gateway) and recover
+        #    exactly the messages published meanwhile.
+        deadline = time.monotonic() + 60
+        reconnected = list(
+            await asyncio.gather(*(_connect(stack, tokens[clients.index(c)], deadline) for c in victims))
+        )
+        try:
+            assert victim_node not in {c.node for c in reconnected}, "LB routed to the stopped gateway"
+            print(f"reconnected to {dict(Counter(c.node for c in reconnected))}")
+            for i, c in enumerate(reconnected):
+                j = await c.join(room, since={"offset": seen[i], "epoch": epoch})
+                assert j["type"] == "joined" and j["recovered"] is True, j
+                expected = [o for o in [ack["offset"], *meanwhile] if o > seen[i]]
+                assert [m["offset"] for m in j["messages"]] == expected, (seen[i], j["messages"])
+                assert all(m["epoch"] == epoch for m in j["messages"])
+        finally:
+            await asyncio.gather(*(c.close() for c in reconnected), return_exceptions=True)
+    finally:
+        await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
+
+
+def test_down_removes_everything(stack: Stack) -> None:
+    assert any(stack.leftovers().values()), "the stack should exist before down"
+    stack.down()
+    assert stack.leftovers() == {"container": [], "volume": [], "network": []}
