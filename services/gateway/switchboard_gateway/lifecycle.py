@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import signal
 from types import FrameType
 
 import uvicorn
@@ -45,20 +44,23 @@ class DrainingServer(uvicorn.Server):
         self.gateway = gateway
         self._drain_task: asyncio.Task[None] | None = None
 
+    # uvicorn's own handler re-raises the signal after shutdown, so the
+    # process would die "killed by SIGTERM" (143); a completed drain is a
+    # clean exit, status 0. So the flags are set here, not through super().
+
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         node = self.gateway.node
-        if node.draining or sig not in (signal.SIGTERM, signal.SIGINT):
-            super().handle_exit(sig, frame)  # second signal: stop now
+        if node.draining:  # a second signal: stop now
+            self.should_exit = self.force_exit = True
             return
         node.draining = True
         log.info("signal %s: draining (notice %.1fs)", sig, self.gateway.settings.drain_notice_s)
-        loop = asyncio.get_event_loop()
-        loop.call_soon_threadsafe(self._start_drain, sig, frame)
+        asyncio.get_event_loop().call_soon_threadsafe(self._start_drain)
 
-    def _start_drain(self, sig: int, frame: FrameType | None) -> None:
-        self._drain_task = asyncio.ensure_future(self._drain(sig, frame))
+    def _start_drain(self) -> None:
+        self._drain_task = asyncio.ensure_future(self._drain())
 
-    async def _drain(self, sig: int, frame: FrameType | None) -> None:
+    async def _drain(self) -> None:
         settings = self.gateway.settings
         try:
             await asyncio.sleep(settings.drain_notice_s)
@@ -68,7 +70,7 @@ class DrainingServer(uvicorn.Server):
         except TimeoutError:
             log.warning("drain: sockets still open after the budget; uvicorn closes the rest")
         finally:
-            super().handle_exit(sig, frame)
+            self.should_exit = True
 
 
 def run(gateway: Gateway) -> None:

@@ -467,7 +467,10 @@ function onSocketClosed(code, reason) {
     room.joinedConn = 0;
     room.joinSentConn = 0;
     clearTyping(room);
+    room.presence.clear(); // unknown while offline; the next `joined` refills it
   }
+  setNode(null);
+  renderPresence();
   state.replies.clear();
   for (const p of state.unacked.values()) {
     p.sentConn = 0;
