@@ -26,7 +26,7 @@ from switchboard_gateway.broker.base import BrokerEvents
 
 @dataclass
 class _Room:
-    epoch: str
+    epoch: str  # "" while the room has presence only (no history state, like Redis's meta)
     top: int = 0
     history: deque[tuple[int, bytes]] = field(default_factory=deque)
     presence: dict[str, tuple[bytes, float]] = field(default_factory=dict)  # conn -> (user JSON, expiry)
@@ -53,9 +53,17 @@ class MemoryHub:
         self.subscribers: dict[str, set[MemoryBroker]] = {}
 
     def room(self, name: str) -> _Room:
+        """The room's state, with an epoch (created like read.lua/publish.lua do)."""
+        room = self.presence_room(name)
+        if not room.epoch:
+            room.epoch = secrets.token_hex(4)
+        return room
+
+    def presence_room(self, name: str) -> _Room:
+        """The room's state for presence, which (as in Redis) creates no epoch."""
         room = self.rooms.get(name)
         if room is None:
-            room = self.rooms[name] = _Room(epoch=secrets.token_hex(4))
+            room = self.rooms[name] = _Room(epoch="")
         return room
 
     def flush(self) -> None:
@@ -167,7 +175,7 @@ class MemoryBroker:
         out: dict[str, tuple[str | None, int]] = {}
         for name in rooms:
             state = self.hub.rooms.get(name)
-            out[name] = (state.epoch, state.top) if state else (None, 0)
+            out[name] = (state.epoch, state.top) if state and state.epoch else (None, 0)
         return out
 
     async def publish_ephemeral(self, room: str, frame: bytes) -> None:
@@ -179,7 +187,7 @@ class MemoryBroker:
     ) -> list[bytes]:
         hub = self.hub
         hub.sweep(room)
-        state = hub.room(room)
+        state = hub.presence_room(room)
         expiry = hub.clock() + hub.presence_ttl_s
         for conn, user in entries:
             if conn not in state.presence:

@@ -63,7 +63,8 @@ class RedisBroker:
             # node decides what to retry; idempotency keys make retries safe.
             retry=Retry(NoBackoff(), 0),
         )
-        self._redis = Redis(connection_pool=BlockingConnectionPool.from_url(url, max_connections=16, timeout=5, **options))
+        # from_pool: the client owns the pool, so close() (aclose) disconnects it too.
+        self._redis = Redis.from_pool(BlockingConnectionPool.from_url(url, max_connections=16, timeout=5, **options))
         self._sub_pool = ConnectionPool.from_url(url, **options)
         self.backplane = Backplane(
             self._redis,

@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-ROOM_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
+# `\Z`, not `$`: Python's `$` also matches before a trailing newline ("lobby\n").
+ROOM_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}\Z"
 _ROOM_RE = re.compile(ROOM_PATTERN)
 
 

@@ -17,6 +17,8 @@ if not epoch then
 end
 local out = {epoch, top, 0}
 local mode = ARGV[3]
+-- COUNT 0 makes XRANGE/XREVRANGE reply nil (false in Lua), not an empty list.
+if tonumber(ARGV[5]) <= 0 then return out end
 local entries
 if mode == 'after' then
   entries = redis.call('XRANGE', KEYS[2], (tonumber(ARGV[4]) + 1) .. '-0', '+', 'COUNT', ARGV[5])

@@ -1,0 +1,487 @@
+"""One suite of broker semantics, run against MemoryBroker and RedisBroker
+(two brokers on one backplane each = two gateways). See broker/base.py."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+from broker_harness import Cluster, Recorder, delete_prefix
+
+from switchboard.harness import RedisProcess
+from switchboard.protocol.frames import MessageBody, User
+from switchboard_gateway.broker.redis import RedisBroker
+
+ALICE = User("alice", "Alice")
+BOB = User("bob", "Bob")
+
+
+def body(text: str, user: User = ALICE) -> MessageBody:
+    return MessageBody(user=user, text=text, ts=int(time.time() * 1000))
+
+
+def user_json(user: User) -> bytes:
+    return json.dumps({"id": user.id, "name": user.name}, separators=(",", ":")).encode()
+
+
+def users_of(raw: list[bytes]) -> list[str]:
+    return sorted(json.loads(r)["id"] for r in raw)
+
+
+def frame_offsets(frames: list[bytes]) -> list[int]:
+    return [json.loads(f)["offset"] for f in frames]
+
+
+async def barrier(c: Cluster, room: str = "barrier") -> None:
+    """Publish a marker on a room both brokers subscribe, and wait until both
+    saw it: anything published earlier has been delivered by then."""
+    await c.subscribe_all(room)
+    before = [len(r.offsets(room)) for r in c.recorders]
+    await c.a.publish(room, body("marker"), None)
+    for rec, n in zip(c.recorders, before):
+        await rec.until(lambda rec=rec, n=n: len(rec.offsets(room)) > n)
+
+
+async def ephemeral_barrier(c: Cluster, room: str) -> None:
+    """Same, through publish_ephemeral on `room` (orders after announcements)."""
+    marker = '{"type":"typing","room":"%s","user":{"id":"marker","name":"m"}}' % room
+    seen = [sum(1 for e in r.ephemeral if e == (room, marker)) for r in c.recorders]
+    await c.b.publish_ephemeral(room, marker.encode())
+    for rec, n in zip(c.recorders, seen):
+        await rec.until(lambda rec=rec, n=n: sum(1 for e in rec.ephemeral if e == (room, marker)) > n)
+
+
+# --- publish and delivery -----------------------------------------------------------------
+
+
+async def test_publish_offsets_and_delivery_in_order(cluster: Cluster) -> None:
+    c = cluster
+    await c.subscribe_all("r")
+    sent = [body("one"), body("two", BOB), body('three "quoted" \\ ✓\n')]
+    results = [await c.a.publish("r", m, None) for m in sent]
+    epoch = results[0].epoch
+    assert epoch
+    assert [(r.offset, r.epoch, r.duplicate) for r in results] == [(1, epoch, False), (2, epoch, False), (3, epoch, False)]
+    results.append(await c.b.publish("r", body("four"), None))  # from the other node: same sequence
+    assert (results[3].offset, results[3].epoch) == (4, epoch)
+    sent.append(body("four"))
+    for rec in c.recorders:
+        await rec.until(lambda rec=rec: len(rec.offsets("r")) >= 4)
+        assert rec.offsets("r") == [1, 2, 3, 4]
+        for (room, offset, ep, ts, frame), m in zip(rec.messages, sent):
+            decoded = json.loads(frame)
+            assert (room, ep) == ("r", epoch)
+            assert decoded == {
+                "type": "message",
+                "room": "r",
+                "offset": offset,
+                "epoch": epoch,
+                "msg_id": decoded["msg_id"],
+                "user": {"id": m.user.id, "name": m.user.name},
+                "text": m.text,
+                "ts": ts,
+            }
+            assert isinstance(decoded["msg_id"], str) and decoded["msg_id"]
+            assert ts == rec.messages[offset - 1][3] and isinstance(ts, int)
+        assert len({f["msg_id"] for f in rec.frames("r")}) == 4
+    assert [m[4] for m in c.ea.messages] == [m[4] for m in c.eb.messages]  # the very same frames
+    assert [m[3] for m in c.ea.messages][:3] == [m.ts for m in sent[:3]]
+
+
+async def test_concurrent_publishers_get_one_order(cluster: Cluster) -> None:
+    c = cluster
+    await c.subscribe_all("busy")
+    calls = [
+        (c.a if i % 2 else c.b).publish("busy", body(f"m{i}", ALICE if i % 3 else BOB), None) for i in range(40)
+    ]
+    results = await asyncio.gather(*calls)
+    assert sorted(r.offset for r in results) == list(range(1, 41))
+    assert len({r.epoch for r in results}) == 1
+    by_offset = {r.offset: f"m{i}" for i, r in enumerate(results)}
+    for rec in c.recorders:
+        await rec.until(lambda rec=rec: len(rec.offsets("busy")) >= 40)
+        assert rec.offsets("busy") == list(range(1, 41))
+        assert [f["text"] for f in rec.frames("busy")] == [by_offset[o] for o in range(1, 41)]
+
+
+async def test_unsubscribed_room_delivers_nothing(cluster: Cluster) -> None:
+    c = cluster
+    await c.a.subscribe("mine")
+    await c.a.publish("quiet", body("nobody listens"), None)
+    await c.b.publish("mine", body("only a listens"), None)
+    await barrier(c)
+    assert c.ea.offsets("quiet") == [] and c.eb.offsets("quiet") == []
+    assert c.ea.offsets("mine") == [1] and c.eb.offsets("mine") == []
+
+    await c.a.unsubscribe("mine")
+    await c.a.subscribe("other")  # confirmed on the same connection: the unsubscribe took effect first
+    await c.b.publish("mine", body("after unsubscribe"), None)
+    await barrier(c)
+    assert c.ea.offsets("mine") == [1]
+
+
+async def test_subscribe_is_idempotent_and_delivers_once(cluster: Cluster) -> None:
+    c = cluster
+    await c.a.subscribe("twice")
+    await c.a.subscribe("twice")
+    await c.b.publish("twice", body("x"), None)
+    await barrier(c)
+    assert c.ea.offsets("twice") == [1]
+
+
+# --- reads -----------------------------------------------------------------------------------
+
+
+async def test_read_modes(cluster: Cluster) -> None:
+    c = cluster
+    await c.subscribe_all("h")
+    epoch = ""
+    for i in range(1, 5):
+        epoch = (await c.a.publish("h", body(f"t{i}"), None)).epoch
+    await c.ea.until(lambda: len(c.ea.offsets("h")) == 4)
+    live = {offset: frame for room, offset, _, _, frame in c.ea.messages}
+
+    async def check(mode: str, offset: int, count: int, expected: list[int]) -> None:
+        for broker in (c.a, c.b):
+            snap = await broker.read("h", mode, offset, count)
+            assert (snap.epoch, snap.top) == (epoch, 4), (mode, offset, count)
+            assert frame_offsets(snap.frames) == expected, (mode, offset, count)
+            assert snap.first == (expected[0] if expected else 0), (mode, offset, count)
+            assert [f.decode() for f in snap.frames] == [live[o] for o in expected]  # history == live bytes
+
+    snap = await c.a.read("h")
+    assert (snap.epoch, snap.top, snap.first, snap.frames) == (epoch, 4, 0, [])
+    await check("none", 2, 10, [])
+    await check("after", 0, 10, [1, 2, 3, 4])
+    await check("after", 1, 10, [2, 3, 4])
+    await check("after", 1, 2, [2, 3])
+    await check("after", 3, 100, [4])
+    await check("after", 4, 10, [])
+    await check("after", 9, 10, [])
+    await check("after", 0, 0, [])
+    await check("before", 4, 2, [2, 3])
+    await check("before", 5, 10, [1, 2, 3, 4])
+    await check("before", 100, 2, [3, 4])
+    await check("before", 2, 10, [1])
+    await check("before", 1, 10, [])
+    await check("before", 3, 0, [])
+    await check("last", 0, 2, [3, 4])
+    await check("last", 0, 100, [1, 2, 3, 4])
+    await check("last", 0, 1, [4])
+    await check("last", 0, 0, [])
+
+
+async def test_read_creates_a_stable_epoch(cluster: Cluster) -> None:
+    c = cluster
+    assert await c.a.positions(["fresh"]) == {"fresh": (None, 0)}
+    snap = await c.a.read("fresh", "last", 0, 10)
+    assert snap.epoch and (snap.top, snap.first, snap.frames) == (0, 0, [])
+    assert (await c.b.read("fresh")).epoch == snap.epoch
+    assert await c.b.positions(["fresh"]) == {"fresh": (snap.epoch, 0)}
+    result = await c.b.publish("fresh", body("first"), None)
+    assert (result.offset, result.epoch) == (1, snap.epoch)
+
+
+async def test_history_is_capped(cluster: Cluster) -> None:
+    c = cluster
+    size = c.history_size
+    for i in range(1, size + 4):
+        await c.a.publish("cap", body(f"t{i}"), None)
+    top = size + 3
+    snap = await c.b.read("cap", "last", 0, 100)
+    assert snap.top == top
+    assert frame_offsets(snap.frames) == list(range(4, top + 1)) and snap.first == 4
+    # A reader whose position is older than retention sees the gap: first > offset + 1.
+    snap = await c.b.read("cap", "after", 1, 100)
+    assert snap.first == 4 and snap.first > 1 + 1
+    assert frame_offsets(snap.frames) == list(range(4, top + 1))
+    snap = await c.a.read("cap", "after", 3, 100)
+    assert snap.first == 4  # exactly at the edge: no gap
+    snap = await c.a.read("cap", "before", 5, 100)
+    assert frame_offsets(snap.frames) == [4] and snap.first == 4
+    snap = await c.a.read("cap", "before", 3, 100)
+    assert (snap.first, snap.frames) == (0, [])
+
+
+# --- idempotency ----------------------------------------------------------------------------------
+
+
+async def test_idempotent_publish(cluster: Cluster) -> None:
+    c = cluster
+    await c.subscribe_all("idem")
+    first = await c.a.publish("idem", body("original"), "c1")
+    assert (first.offset, first.duplicate) == (1, False)
+    retry = await c.b.publish("idem", body("retried text is ignored"), "c1")  # a retry through another node
+    assert (retry.offset, retry.epoch, retry.duplicate) == (1, first.epoch, True)
+    again = await c.a.publish("idem", body("again"), "c1")
+    assert (again.offset, again.duplicate) == (1, True)
+    other_user = await c.a.publish("idem", body("bob's", BOB), "c1")
+    assert (other_user.offset, other_user.duplicate) == (2, False)
+    other_id = await c.a.publish("idem", body("new id"), "c2")
+    assert (other_id.offset, other_id.duplicate) == (3, False)
+    no_id = await c.a.publish("idem", body("no id"), None)
+    assert (no_id.offset, no_id.duplicate) == (4, False)
+    # Ids that could collide if user and client_msg_id were simply joined.
+    tricky_a = await c.a.publish("idem", body("x", User("u:1", "U")), "x")
+    tricky_b = await c.a.publish("idem", body("y", User("u", "U")), "1:x")
+    assert (tricky_a.offset, tricky_b.offset, tricky_b.duplicate) == (5, 6, False)
+    # Another room is another key space.
+    elsewhere = await c.a.publish("idem2", body("elsewhere"), "c1")
+    assert (elsewhere.offset, elsewhere.duplicate) == (1, False)
+
+    for rec in c.recorders:
+        await rec.until(lambda rec=rec: len(rec.offsets("idem")) >= 6)
+    await barrier(c)
+    for rec in c.recorders:
+        assert rec.offsets("idem") == [1, 2, 3, 4, 5, 6]  # the retries were not delivered again
+        assert [f["text"] for f in rec.frames("idem")][:2] == ["original", "bob's"]
+    snap = await c.a.read("idem", "last", 0, 100)
+    assert snap.top == 6 and len(snap.frames) == 5  # history_size 5: 2..6
+    assert frame_offsets(snap.frames) == [2, 3, 4, 5, 6]
+
+
+# --- ephemeral --------------------------------------------------------------------------------------
+
+
+async def test_publish_ephemeral(cluster: Cluster) -> None:
+    c = cluster
+    await c.subscribe_all("eph")
+    frame = '{"type":"typing","room":"eph","user":{"id":"alice","name":"Alice ✓"}}'
+    await c.a.publish_ephemeral("eph", frame.encode())
+    for rec in c.recorders:
+        await rec.until(lambda rec=rec: bool(rec.ephemeral))
+        assert rec.ephemeral == [("eph", frame)]
+        assert rec.offsets("eph") == []
+    await c.b.publish_ephemeral("not-subscribed", frame.encode())
+    assert (await c.a.read("eph")).top == 0  # not stored
+    await ephemeral_barrier(c, "eph")
+    assert all(room == "eph" for rec in c.recorders for room, _ in rec.ephemeral)
+
+
+# --- presence -----------------------------------------------------------------------------------------
+
+
+async def test_presence_join_and_leave_announcements(cluster: Cluster) -> None:
+    c = cluster
+    room = "pres"
+    await c.subscribe_all(room)
+    alice, bob = user_json(ALICE), user_json(BOB)
+
+    members = await c.a.presence_upsert(room, [("c1", alice)], want_members=True)
+    assert members == [alice]
+    for rec in c.recorders:
+        await rec.until(lambda rec=rec: rec.presence(room, "join") == ["alice"])
+        assert rec.events(room) == [{"type": "presence_join", "room": room, "user": {"id": "alice", "name": "Alice"}}]
+
+    # Alice's second connection (another node) and a refresh: no announcement.
+    assert await c.b.presence_upsert(room, [("c2", alice)]) == []
+    assert await c.a.presence_upsert(room, [("c1", alice)]) == []
+    members = await c.b.presence_upsert(room, [("c3", bob)], want_members=True)
+    assert users_of(members) == ["alice", "alice", "bob"]
+    for rec in c.recorders:
+        await rec.until(lambda rec=rec: "bob" in rec.presence(room, "join"))
+        assert rec.presence(room, "join") == ["alice", "bob"]
+    assert users_of(await c.a.presence_members(room)) == ["alice", "alice", "bob"]
+    assert users_of(await c.b.presence_members(room)) == ["alice", "alice", "bob"]
+
+    # One of alice's two connections leaves: she is still there, no announcement.
+    await c.a.presence_remove(room, ["c1"])
+    await c.a.presence_remove(room, ["c1", "unknown"])  # removing twice or unknown: no-op
+    await ephemeral_barrier(c, room)
+    for rec in c.recorders:
+        assert rec.presence(room, "leave") == []
+    assert users_of(await c.a.presence_members(room)) == ["alice", "bob"]
+
+    # Her last connection leaves: announced once, everywhere.
+    await c.b.presence_remove(room, ["c2"])
+    for rec in c.recorders:
+        await rec.until(lambda rec=rec: rec.presence(room, "leave") == ["alice"])
+    leave = [e for e in c.ea.events(room) if e["type"] == "presence_leave"]
+    assert leave == [{"type": "presence_leave", "room": room, "user": {"id": "alice", "name": "Alice"}}]
+    assert users_of(await c.b.presence_members(room)) == ["bob"]
+
+    await c.a.presence_remove(room, ["c3"])
+    for rec in c.recorders:
+        await rec.until(lambda rec=rec: rec.presence(room, "leave") == ["alice", "bob"])
+    assert await c.a.presence_members(room) == []
+    assert await c.a.presence_members("nobody-here") == []
+
+    # Coming back is a new join.
+    await c.b.presence_upsert(room, [("c4", alice)])
+    for rec in c.recorders:
+        await rec.until(lambda rec=rec: rec.presence(room, "join") == ["alice", "bob", "alice"])
+
+
+async def test_presence_upsert_many_entries(cluster: Cluster) -> None:
+    c = cluster
+    room = "many"
+    await c.subscribe_all(room)
+    entries = [("k1", user_json(ALICE)), ("k2", user_json(ALICE)), ("k3", user_json(BOB))]
+    members = await c.a.presence_upsert(room, entries, want_members=True)
+    assert users_of(members) == ["alice", "alice", "bob"]
+    await ephemeral_barrier(c, room)
+    for rec in c.recorders:
+        assert sorted(rec.presence(room, "join")) == ["alice", "bob"]
+    await c.a.presence_remove(room, ["k1", "k2", "k3"])
+    for rec in c.recorders:
+        await rec.until(lambda rec=rec: sorted(rec.presence(room, "leave")) == ["alice", "bob"])
+    assert await c.b.presence_members(room) == []
+
+
+async def test_presence_expiry(cluster: Cluster) -> None:
+    c = cluster
+    room = "exp"
+    ttl = c.presence_ttl
+    await c.subscribe_all(room)
+    await c.a.presence_upsert(room, [("dead-node-conn", user_json(ALICE))])
+    await c.b.presence_upsert(room, [("live-conn", user_json(BOB))])
+    for rec in c.recorders:
+        await rec.until(lambda rec=rec: sorted(rec.presence(room, "join")) == ["alice", "bob"])
+
+    c.clock.advance(ttl * 0.6)
+    await c.b.presence_upsert(room, [("live-conn", user_json(BOB))])  # bob's node refreshes; alice's died
+    await c.a.presence_sweep([room])
+    assert users_of(await c.b.presence_members(room)) == ["alice", "bob"]  # nothing expired yet
+
+    c.clock.advance(ttl * 0.6)  # alice: 1.2 TTL old; bob: 0.6 TTL
+    # Both nodes sweep (as they would): the leave is announced once.
+    await asyncio.gather(c.a.presence_sweep([room, "no-such-room"]), c.b.presence_sweep([room]))
+    for rec in c.recorders:
+        await rec.until(lambda rec=rec: rec.presence(room, "leave") == ["alice"])
+    assert users_of(await c.a.presence_members(room)) == ["bob"]
+    leave = [e for e in c.eb.events(room) if e["type"] == "presence_leave"]
+    assert leave == [{"type": "presence_leave", "room": room, "user": {"id": "alice", "name": "Alice"}}]
+
+    c.clock.advance(ttl)  # bob's node stops refreshing too: reading members expires him
+    assert await c.a.presence_members(room) == []
+    for rec in c.recorders:
+        await rec.until(lambda rec=rec: rec.presence(room, "leave") == ["alice", "bob"])
+    await ephemeral_barrier(c, room)
+    for rec in c.recorders:
+        assert rec.presence(room, "leave") == ["alice", "bob"]
+
+    # A refresh after expiry re-adds the entry (heals presence) and announces it.
+    await c.b.presence_upsert(room, [("live-conn", user_json(BOB))])
+    for rec in c.recorders:
+        await rec.until(lambda rec=rec: rec.presence(room, "join") == ["alice", "bob", "bob"])
+    assert users_of(await c.a.presence_members(room)) == ["bob"]
+
+
+# --- positions ------------------------------------------------------------------------------------------
+
+
+async def test_positions(cluster: Cluster) -> None:
+    c = cluster
+    assert await c.a.positions([]) == {}
+    assert await c.a.positions(["u1", "u2"]) == {"u1": (None, 0), "u2": (None, 0)}
+    first = await c.a.publish("p1", body("a"), None)
+    await c.b.publish("p1", body("b"), None)
+    await c.a.publish("p2", body("c"), None)
+    positions = await c.b.positions(["p1", "p2", "u1"])
+    epoch2 = (await c.a.read("p2")).epoch
+    assert positions == {"p1": (first.epoch, 2), "p2": (epoch2, 1), "u1": (None, 0)}
+    # Presence alone is not history: a room with only members has no position.
+    await c.a.presence_upsert("members-only", [("c1", user_json(ALICE))])
+    assert await c.a.positions(["members-only"]) == {"members-only": (None, 0)}
+    assert await c.b.positions(["members-only"]) == {"members-only": (None, 0)}
+
+
+# --- RedisBroker only: presence expiry on the real clock ----------------------------------------------------
+
+
+async def test_redis_presence_expires_on_the_real_clock(redis_url: str, redis_prefix: str) -> None:
+    ttl = 0.5
+    events = Recorder("real")
+    broker = RedisBroker(redis_url, prefix=redis_prefix, presence_ttl_s=ttl)
+    try:
+        await broker.start(events)
+        await broker.subscribe("rt")
+        started = time.monotonic()
+        await broker.presence_upsert("rt", [("c1", user_json(ALICE))])
+        assert users_of(await broker.presence_members("rt")) == ["alice"]
+
+        async def swept() -> None:
+            while True:
+                await broker.presence_sweep(["rt"])
+                if events.presence("rt", "leave"):
+                    return
+                await asyncio.sleep(0.05)  # polling a condition that only time makes true
+
+        async with asyncio.timeout(5):
+            await swept()
+        assert time.monotonic() - started >= ttl * 0.9
+        assert events.presence("rt", "leave") == ["alice"]
+        assert await broker.presence_members("rt") == []
+    finally:
+        await broker.close()
+        await delete_prefix(redis_url, redis_prefix)
+
+
+async def test_lost_history_gets_a_new_epoch(cluster: Cluster) -> None:
+    c = cluster
+    assert c.lose_history is not None
+    await c.subscribe_all("lost")
+    old = await c.a.publish("lost", body("before"), "k1")
+    await c.a.publish("lost", body("before 2"), None)
+    await c.lose_history()
+    assert await c.b.positions(["lost"]) == {"lost": (None, 0)}
+    new = await c.b.publish("lost", body("after"), "k1")  # idempotency keys went with the history
+    assert (new.offset, new.duplicate) == (1, False) and new.epoch != old.epoch
+    for rec in c.recorders:
+        await rec.until(lambda rec=rec: len(rec.offsets("lost")) == 3)
+        assert [(o, e) for r, o, e, _, _ in rec.messages if r == "lost"] == [
+            (1, old.epoch),
+            (2, old.epoch),
+            (1, new.epoch),
+        ]
+    snap = await c.a.read("lost", "last", 0, 10)
+    assert (snap.epoch, snap.top, frame_offsets(snap.frames)) == (new.epoch, 1, [1])
+
+
+async def test_room_names_with_every_allowed_character(cluster: Cluster) -> None:
+    c = cluster
+    room = "Rm-1_x.y:z" + "9" * 54  # 64 characters
+    await c.subscribe_all(room)
+    result = await c.a.publish(room, body("hi"), None)
+    await c.b.publish_ephemeral(room, b'{"type":"typing","room":"x","user":{"id":"b","name":"b"}}')
+    for rec in c.recorders:
+        await rec.until(lambda rec=rec: bool(rec.offsets(room)) and bool(rec.ephemeral))
+        assert rec.messages[0][:3] == (room, 1, result.epoch)
+        assert json.loads(rec.messages[0][4])["room"] == room
+        assert rec.ephemeral[0][0] == room
+
+
+# --- RedisBroker only: its own subscription connection ----------------------------------------------
+
+
+async def test_redis_resubscribes_after_its_connection_is_killed() -> None:
+    server = RedisProcess().start()
+    events = Recorder("resub")
+    broker = RedisBroker(server.url, prefix="sb")
+    try:
+        await broker.start(events)
+        assert broker.available and events.availability == [True]
+        await broker.subscribe("r")
+        await broker.publish("r", body("one"), None)
+        await events.until(lambda: events.offsets("r") == [1])
+
+        server.command("CLIENT", "KILL", "TYPE", "pubsub")
+        await events.until(lambda: events.resubscribed >= 1)
+        assert events.availability[:3] == [True, False, True] and broker.available
+        await broker.publish("r", body("two"), None)
+        await events.until(lambda: events.offsets("r") == [1, 2])
+
+        # Redis restarts empty: the broker reconnects by itself; history has a new epoch.
+        epoch = (await broker.read("r")).epoch
+        server.stop()
+        await events.until(lambda: events.availability[-1] is False)
+        server.start()
+        await events.until(lambda: events.resubscribed >= 2 and events.availability[-1] is True)
+        assert await broker.positions(["r"]) == {"r": (None, 0)}
+        result = await broker.publish("r", body("three"), None)  # scripts reloaded by themselves
+        assert result.offset == 1 and result.epoch != epoch
+        await events.until(lambda: len(events.offsets("r")) == 3)
+    finally:
+        await broker.close()
+        server.cleanup()

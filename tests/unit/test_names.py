@@ -1,0 +1,60 @@
+"""Room names and the `rooms` claim's globs (`*` and `?` only; `[` literal)."""
+
+from __future__ import annotations
+
+import pytest
+
+from switchboard.protocol.names import is_valid_room, room_allowed
+
+
+@pytest.mark.parametrize("room", ["a", "Z", "7", "a" * 64, "team-1", "a_b", "a.b", "a:b", "A-._:z9"])
+def test_valid_rooms(room: str) -> None:
+    assert is_valid_room(room)
+
+
+@pytest.mark.parametrize(
+    "room",
+    ["", "a" * 65, "-a", "_a", ".a", ":a", "a b", "a/b", "a{b}", "a[b]", "a*", "é", "a\tb", "abc\n", "\nabc", "a\nb", "a\x00"],
+)
+def test_invalid_rooms(room: str) -> None:
+    assert not is_valid_room(room)
+
+
+def test_absent_claim_allows_any_room() -> None:
+    assert room_allowed("anything", None)
+
+
+def test_empty_claim_allows_no_room() -> None:
+    assert not room_allowed("lobby", ())
+    assert not room_allowed("lobby", [])  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("room", "patterns", "allowed"),
+    [
+        ("lobby", ("lobby",), True),
+        ("lobby2", ("lobby",), False),
+        ("xlobby", ("lobby",), False),
+        ("team-1", ("team-*",), True),
+        ("team-", ("team-*",), True),
+        ("team", ("team-*",), False),
+        ("a-team-1", ("team-*",), False),
+        ("anything", ("*",), True),
+        ("a1", ("a?",), True),
+        ("a", ("a?",), False),
+        ("a12", ("a?",), False),
+        ("x.y", ("x?y",), True),
+        ("xzy", ("x.y",), False),  # `.` is literal, not a regex wildcard
+        ("a[b]", ("a[b]",), True),  # `[` is literal, unlike fnmatch
+        ("ab", ("a[b]",), False),
+        ("a", ("a[!b]",), False),
+        ("team-9", ("lobby", "team-?"), True),
+        ("other", ("lobby", "team-?"), False),
+        ("a+b", ("a+b",), True),
+        ("aab", ("a+b",), False),
+        ("a:b", ("*:*",), True),
+        ("LOBBY", ("lobby",), False),  # case-sensitive
+    ],
+)
+def test_globs(room: str, patterns: tuple[str, ...], allowed: bool) -> None:
+    assert room_allowed(room, patterns) is allowed

@@ -1,0 +1,163 @@
+"""Configuration: defaults, and every bad value names its variable (never a
+secret's value); the process exits 2 with one clear line."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from switchboard_gateway.settings import Settings, SettingsError
+
+SECRET = "settings-test-secret-0123456789abcdef"
+BASE = {"JWT_SECRET": SECRET}
+
+
+def load(**env: str) -> Settings:
+    return Settings.from_env({**BASE, **env})
+
+
+def error_of(**env: str) -> str:
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_env({**BASE, **env})
+    return str(raised.value)
+
+
+def test_defaults() -> None:
+    s = load()
+    assert s.jwt_secret == SECRET
+    assert (s.host, s.port) == ("0.0.0.0", 8000)
+    assert s.redis_url == "redis://localhost:6379/0" and s.redis_prefix == "sb"
+    assert s.api_key is None
+    assert s.allow_guests is False and s.guest_token_ttl_s == 3600
+    assert s.allowed_origins is None
+    assert (s.history_size, s.history_ttl_s) == (1000, 86400)
+    assert s.presence_ttl_s == 30 and s.idempotency_window_s == 120
+    assert (s.publish_rate, s.publish_burst) == (10, 20)
+    assert (s.max_frame_bytes, s.max_text_chars, s.max_rooms_per_connection) == (16384, 2000, 50)
+    assert (s.send_queue_max, s.send_queue_max_bytes) == (1000, 4 * 1024 * 1024)
+    assert s.abuse_errors == 50
+    assert (s.drain_notice_s, s.drain_timeout_s) == (2, 10)
+    assert not s.memory_broker
+    assert s.node  # the hostname when NODE_ID is unset
+
+
+def test_values_are_parsed() -> None:
+    s = load(
+        PORT="9001",
+        NODE_ID="gw-7",
+        REDIS_URL="memory://",
+        ALLOW_GUESTS=" Yes ",
+        ALLOWED_ORIGINS="https://a.example, https://b.example/ ,",
+        PRESENCE_TTL="0.5",
+        DRAIN_NOTICE="0",
+        DRAIN_TIMEOUT="1",
+        API_KEY="k",
+    )
+    assert s.port == 9001 and s.node == "gw-7" and s.memory_broker
+    assert s.allow_guests is True
+    assert s.allowed_origins == ("https://a.example", "https://b.example")
+    assert s.presence_ttl_s == 0.5 and s.drain_notice_s == 0 and s.api_key == "k"
+    assert load(ALLOWED_ORIGINS=" , ").allowed_origins is None
+    for url in ("redis://h:1/0", "rediss://h", "unix:///tmp/r.sock"):
+        assert load(REDIS_URL=url).redis_url == url
+
+
+def test_overrides_win() -> None:
+    assert Settings.from_env({**BASE, "PORT": "abc"}, port=1).port == 1
+    assert Settings.from_env({}, jwt_secret=SECRET).jwt_secret == SECRET
+
+
+@pytest.mark.parametrize(
+    ("env", "value"),
+    [
+        ("PORT", "abc"),
+        ("PORT", "70000"),
+        ("PORT", "-1"),
+        ("PRESENCE_TTL", "-1"),
+        ("PRESENCE_TTL", "0"),
+        ("PRESENCE_TTL", "nan"),
+        ("PRESENCE_TTL", "inf"),
+        ("ALLOW_GUESTS", "maybe"),
+        ("REDIS_URL", "http://x"),
+        ("REDIS_URL", "localhost:6379"),
+        ("HISTORY_SIZE", "0"),
+        ("HISTORY_SIZE", "1.5"),
+        ("PUBLISH_RATE", "fast"),
+        ("MAX_FRAME_BYTES", ""),
+        ("SEND_QUEUE_MAX", "-3"),
+        ("DRAIN_NOTICE", "-1"),
+        ("DRAIN_TIMEOUT", "0"),
+        ("LOG_LEVEL", "loud"),
+        ("GUEST_TOKEN_TTL", "x"),
+    ],
+)
+def test_bad_value_names_its_variable(env: str, value: str) -> None:
+    message = error_of(**{env: value})
+    assert message.startswith(f"{env}=")
+    assert "\n" not in message
+
+
+def test_short_secret_is_refused_without_showing_it() -> None:
+    short = "hunter2-short"
+    message = error_of(JWT_SECRET=short)
+    assert "JWT_SECRET" in message and "32" in message
+    assert short not in message
+
+
+def test_secret_values_never_appear() -> None:
+    # API_KEY accepts any string; JWT_SECRET's value is hidden whatever is wrong with it.
+    weird = "x" * 10 + "\u2603"
+    assert weird not in error_of(JWT_SECRET=weird)
+
+
+@pytest.mark.parametrize("env", [{}, {"JWT_SECRET": ""}, {"JWT_SECRET": "   "}])
+def test_jwt_secret_missing(env: dict[str, str]) -> None:
+    with pytest.raises(SettingsError, match="JWT_SECRET"):
+        Settings.from_env(env)
+
+
+@pytest.mark.parametrize(("notice", "timeout"), [("10", "10"), ("11", "10"), ("5", "2")])
+def test_drain_notice_must_be_shorter_than_timeout(notice: str, timeout: str) -> None:
+    message = error_of(DRAIN_NOTICE=notice, DRAIN_TIMEOUT=timeout)
+    assert "DRAIN_NOTICE" in message and "DRAIN_TIMEOUT" in message
+
+
+def test_every_field_has_one_env_name() -> None:
+    names = load().env_names()
+    assert len(names) == len(set(names))
+    assert {"REDIS_URL", "JWT_SECRET", "API_KEY", "ALLOW_GUESTS", "PRESENCE_TTL", "DRAIN_TIMEOUT"} <= set(names)
+
+
+def run_main(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if k not in load().env_names()}
+    return subprocess.run(
+        [sys.executable, "-m", "switchboard_gateway"],
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"JWT_SECRET": SECRET, "PORT": "abc"}, "PORT"),
+        ({"JWT_SECRET": "too-short-secret"}, "JWT_SECRET"),
+        ({}, "JWT_SECRET"),
+    ],
+)
+def test_process_exits_2_with_one_line(env: dict[str, str], variable: str) -> None:
+    started = time.monotonic()
+    done = run_main(env)
+    assert time.monotonic() - started < 10
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert variable in lines[0]
+    assert "Traceback" not in done.stderr
+    assert "too-short-secret" not in done.stderr + done.stdout
