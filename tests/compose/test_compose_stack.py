@@ -22,7 +22,6 @@ import asyncio
 import json
 import os
 import shutil
-import socket
 import subprocess
 import time
 import uuid
@@ -36,6 +35,7 @@ import httpx
 import pytest
 
 from switchboard.client import Client, ClientClosed, guest_token, make_token
+from switchboard.harness import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -62,12 +62,6 @@ def _docker_ok() -> str | None:
     if info.returncode != 0:
         return "'docker info' failed: " + (info.stderr.strip().splitlines() or ["no engine"])[-1]
     return None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _run(cmd: list[str], timeout: float, env: dict[str, str] | None = None, check: bool = True) -> str:
@@ -145,7 +139,7 @@ def stack(compose_env_file: list[str]) -> Iterator[Stack]:
     if subprocess.run(["docker", "compose", "version"], capture_output=True, timeout=30).returncode != 0:
         pytest.skip("the Docker Compose v2 CLI plugin is missing (deploy/prepare-offline.sh installs it)")
     project = f"sbtest{uuid.uuid4().hex[:8]}"
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "SWITCHBOARD_PORT": str(port),

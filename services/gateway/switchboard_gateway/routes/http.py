@@ -73,9 +73,25 @@ def build_routes(node: Node) -> list:
     async def metrics(request: Request) -> Response:
         return Response(generate_latest(node.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    def api(handler):  # type: ignore[no-untyped-def]
+        """The API key check, room-name check and `unavailable` mapping every
+        /api route shares."""
+
+        async def endpoint(request: Request) -> Response:
+            if not authorized(request):
+                return _error(401, "unauthorized", "a valid API key is required")
+            room = request.path_params.get("room")
+            if room is not None and not is_valid_room(room):
+                return _error(400, str(ErrorCode.BAD_REQUEST), "bad room name")
+            try:
+                return await handler(request)
+            except BrokerUnavailable:
+                return _error(503, str(ErrorCode.UNAVAILABLE), "the backplane is unavailable; retry")
+
+        return endpoint
+
+    @api
     async def api_publish(request: Request) -> Response:
-        if not authorized(request):
-            return _error(401, "unauthorized", "a valid API key is required")
         body = await request.body()
         if len(body) > settings.max_frame_bytes:
             return _error(413, str(ErrorCode.TOO_LARGE), f"body is over {settings.max_frame_bytes} bytes")
@@ -85,39 +101,24 @@ def build_routes(node: Node) -> list:
             return _error(400, str(ErrorCode.BAD_REQUEST), str(exc))
         if len(payload.text) > settings.max_text_chars:
             return _error(400, str(ErrorCode.TOO_LARGE), f"text is over {settings.max_text_chars} characters")
-        try:
-            ack = await node.publish(payload.user, payload.room, payload.text, payload.client_msg_id)
-        except BrokerUnavailable:
-            return _error(503, str(ErrorCode.UNAVAILABLE), "the backplane is unavailable; retry")
+        ack = await node.publish(payload.user, payload.room, payload.text, payload.client_msg_id)
         return JSONResponse({"room": ack.room, "offset": ack.offset, "epoch": ack.epoch})
 
+    @api
     async def api_history(request: Request) -> Response:
-        if not authorized(request):
-            return _error(401, "unauthorized", "a valid API key is required")
         room = request.path_params["room"]
-        if not is_valid_room(room):
-            return _error(400, str(ErrorCode.BAD_REQUEST), "bad room name")
         try:
             limit = _int_param(request, "limit", 50, 1, 100)
             before = _int_param(request, "before", None, 1, None)
         except ValueError:
             return _error(400, str(ErrorCode.BAD_REQUEST), "limit must be 1..100 and before at least 1")
-        try:
-            page = await node.history(room, before, limit or 50)
-        except BrokerUnavailable:
-            return _error(503, str(ErrorCode.UNAVAILABLE), "the backplane is unavailable; retry")
+        page = await node.history(room, before, limit or 50)
         return _raw_json(codec.encode_bytes({"room": room, "epoch": page.epoch, "messages": page.messages}))
 
+    @api
     async def api_presence(request: Request) -> Response:
-        if not authorized(request):
-            return _error(401, "unauthorized", "a valid API key is required")
         room = request.path_params["room"]
-        if not is_valid_room(room):
-            return _error(400, str(ErrorCode.BAD_REQUEST), "bad room name")
-        try:
-            members = await node.presence(room)
-        except BrokerUnavailable:
-            return _error(503, str(ErrorCode.UNAVAILABLE), "the backplane is unavailable; retry")
+        members = await node.presence(room)
         return _raw_json(codec.encode_bytes({"room": room, "members": members}))
 
     async def guest(request: Request) -> Response:
