@@ -126,7 +126,11 @@ class Node:
         return self.broker.available and not self.draining
 
     def _presence_interval(self) -> float:
-        return max(0.2, self.settings.presence_ttl_s / 3)
+        # Refresh (and sweep) every TTL/4 while entries live TTL/2 (see
+        # broker.create_broker): one late refresh is tolerated, and a dead
+        # gateway's entries expire and are swept within 3/4 of PRESENCE_TTL,
+        # so its members leave within PRESENCE_TTL as the contract says.
+        return max(0.2, self.settings.presence_ttl_s / 4)
 
     async def _every(self, interval: float, job) -> None:  # type: ignore[no-untyped-def]
         while True:
