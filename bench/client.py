@@ -1,0 +1,313 @@
+"""A load-generating client process: many WebSocket connections on one asyncio
+loop, speaking the JSON protocol directly.
+
+Each connection is an ``asyncio.Protocol`` driving the ``websockets``
+library's Sans-I/O ``ClientProtocol`` (handshake, masking, framing, automatic
+pongs): no task, no queue and no future per connection or per frame, so that
+thousands of sockets and tens of thousands of frames per second cost the
+client as little CPU as possible (the clients share the machine with the
+servers they measure). No compression is offered.
+
+A message's ``text`` starts with its send time (``time.time_ns()``) taken
+just before the publish frame is written: latency is the receive wall time
+minus that, the same measure for every design.
+
+The parent (``bench.runner``) talks to each client process over a pipe:
+it sends nothing until the process reports ``ready`` (all connected and
+joined), then ``go`` with the schedule's start time, then ``exit``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import resource
+import time
+from array import array
+from collections import Counter
+from multiprocessing.connection import Connection as Pipe
+from typing import Any
+
+import msgspec
+from websockets.client import ClientProtocol
+from websockets.frames import Frame, Opcode
+from websockets.http11 import Response
+from websockets.uri import parse_uri
+
+
+class _Head(msgspec.Struct):
+    type: str = ""
+    text: str = ""
+    code: str = ""
+
+
+_decode_head = msgspec.json.Decoder(_Head).decode
+_encode = msgspec.json.encode
+
+
+def raise_nofile(want: int = 1 << 20) -> int:
+    """Raise the soft open-file limit as far as the hard limit allows."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else want
+    target = min(target, want)
+    if soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+class Stats:
+    __slots__ = ("received", "expected", "latencies", "errors", "closes", "last_recv_ns", "done")
+
+    def __init__(self) -> None:
+        self.received = 0
+        self.expected = 0
+        self.latencies = array("d")  # ms
+        self.errors: Counter[str] = Counter()
+        self.closes: Counter[int] = Counter()
+        self.last_recv_ns = 0
+        self.done: asyncio.Event | None = None
+
+
+class WSConn(asyncio.Protocol):
+    """One client WebSocket (see the module docstring)."""
+
+    __slots__ = ("url", "room", "stats", "proto", "transport", "waiting", "waiter", "open", "received", "lost")
+
+    def __init__(self, url: str, room: str, stats: Stats) -> None:
+        self.url = url
+        self.room = room
+        self.stats = stats
+        self.proto = ClientProtocol(parse_uri(url), max_size=None)
+        self.transport: asyncio.Transport | None = None
+        self.waiting = ""  # the frame type a setup step waits for
+        self.waiter: asyncio.Future[None] | None = None
+        self.open = False
+        self.received = 0
+        self.lost = False
+
+    # --- asyncio.Protocol ---------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.proto.send_request(self.proto.connect())
+        self._flush()
+
+    def data_received(self, data: bytes) -> None:
+        now = time.time_ns()
+        proto = self.proto
+        proto.receive_data(data)
+        events = proto.events_received()
+        self._flush()
+        for event in events:
+            if type(event) is Frame:
+                if event.opcode is Opcode.TEXT:
+                    self._on_text(event.data, now)
+            elif isinstance(event, Response):
+                if proto.handshake_exc is not None:
+                    self._fail(proto.handshake_exc)
+                else:
+                    self.open = True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        self.open = False
+        code = self.proto.close_code
+        self.stats.closes[int(code) if code is not None else 1006] += 1
+        self._fail(ConnectionError(f"connection lost (close code {code})"))
+
+    # --- frames ----------------------------------------------------------------------
+
+    def _on_text(self, data: bytes, now_ns: int) -> None:
+        head = _decode_head(data)
+        kind = head.type
+        if kind == "message":
+            text = head.text
+            space = text.find(" ")
+            if space > 0 and text[:space].isdigit():
+                stats = self.stats
+                stats.latencies.append((now_ns - int(text[:space])) / 1e6)
+                stats.received += 1
+                stats.last_recv_ns = now_ns
+                self.received += 1
+                if stats.received >= stats.expected and stats.done is not None:
+                    stats.done.set()
+            return
+        if kind == "error":
+            self.stats.errors[head.code] += 1
+        if kind == self.waiting and self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+    def _fail(self, exc: BaseException) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_exception(exc)
+
+    def _flush(self) -> None:
+        transport = self.transport
+        if transport is None:
+            return
+        for chunk in self.proto.data_to_send():
+            if chunk:
+                transport.write(chunk)
+            elif transport.can_write_eof():
+                transport.write_eof()
+
+    # --- commands ----------------------------------------------------------------------
+
+    async def expect(self, kind: str, timeout: float, send: Any = None) -> None:
+        """Send `send` (if given) and wait for the next frame of type `kind`."""
+        self.waiting = kind
+        self.waiter = asyncio.get_running_loop().create_future()
+        if send is not None:
+            self.send(send)
+        try:
+            async with asyncio.timeout(timeout):
+                await self.waiter
+        finally:
+            self.waiting, self.waiter = "", None
+
+    def send(self, frame: Any) -> None:
+        if self.open and not self.lost:
+            self.proto.send_text(_encode(frame))
+            self._flush()
+
+    def publish(self, tag: str, pad: str) -> None:
+        if self.open and not self.lost:
+            text = f"{time.time_ns()} {tag} {pad}"
+            self.proto.send_text(_encode({"type": "publish", "room": self.room, "text": text}))
+            self._flush()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+
+async def _connect(conn: WSConn, timeout: float) -> None:
+    loop = asyncio.get_running_loop()
+    wsuri = parse_uri(conn.url)
+    async with asyncio.timeout(timeout):
+        conn.waiting = "welcome"
+        conn.waiter = loop.create_future()
+        await loop.create_connection(lambda: conn, wsuri.host, wsuri.port)
+        await conn.waiter
+    await conn.expect("joined", timeout, {"type": "join", "room": conn.room, "id": 1})
+
+
+class Worker:
+    """What one client process does; `spec` comes from the runner:
+
+    - ``conns``: [(ws_url, room)], this process's connections;
+    - ``token``: the bearer token for every connection (or None);
+    - ``expected``: deliveries this process should see in all;
+    - ``publish``: [(t_offset_s, conn_index, tag)] publishes, by time;
+    - ``deadline_s``: how long after ``go`` to wait for the last delivery;
+    - ``stall_s``: ... or how long without a delivery after the last publish;
+    - ``concurrency``: handshakes in flight;
+    - ``pad``: filler appended to every text.
+    """
+
+    def __init__(self, spec: dict[str, Any], pipe: Pipe) -> None:
+        self.spec = spec
+        self.pipe = pipe
+        self.stats = Stats()
+        self.conns: list[WSConn] = []
+
+    async def _recv_pipe(self) -> Any:
+        loop = asyncio.get_running_loop()
+        ready = loop.create_future()
+        fd = self.pipe.fileno()
+        loop.add_reader(fd, lambda: ready.done() or ready.set_result(None))
+        try:
+            await ready
+        finally:
+            loop.remove_reader(fd)
+        return self.pipe.recv()
+
+    async def run(self) -> None:
+        spec = self.spec
+        stats = self.stats
+        stats.expected = spec["expected"]
+        stats.done = asyncio.Event()
+        token = spec.get("token")
+        sem = asyncio.Semaphore(spec.get("concurrency", 64))
+        failures: Counter[str] = Counter()
+
+        async def one(url: str, room: str) -> None:
+            full = f"{url}?token={token}" if token else url
+            conn = WSConn(full, room, stats)
+            self.conns.append(conn)
+            async with sem:
+                try:
+                    await _connect(conn, spec.get("connect_timeout", 30.0))
+                except Exception as exc:  # counted; the run reports it
+                    failures[type(exc).__name__] += 1
+                    conn.abort()
+
+        started = time.monotonic()
+        await asyncio.gather(*(one(url, room) for url, room in spec["conns"]))
+        connected = sum(1 for c in self.conns if c.open and not c.lost)
+        self.pipe.send(("ready", {"connected": connected, "failures": dict(failures),
+                                  "setup_s": time.monotonic() - started}))
+        while True:
+            command = await self._recv_pipe()
+            if command[0] == "exit":
+                break
+            if command[0] == "go":
+                await self._go(command[1])
+        for conn in self.conns:
+            conn.abort()
+
+    async def _go(self, t0: float) -> None:
+        spec, stats = self.spec, self.stats
+        pad = spec.get("pad", "")
+        stats.received = 0
+        stats.latencies = array("d")
+        stats.done = asyncio.Event()
+        if stats.received >= stats.expected:
+            stats.done.set()
+
+        async def publisher() -> None:
+            for offset, index, tag in spec["publish"]:
+                delay = t0 + offset - time.time()
+                if delay > 0.0005:
+                    await asyncio.sleep(delay)
+                self.conns[index].publish(tag, pad)
+
+        pub = asyncio.create_task(publisher())
+        # Wait for every expected delivery; give up at the deadline, or when
+        # nothing arrived for `stall_s` after the last publish was written.
+        deadline = t0 + spec["deadline_s"]
+        stall_s = spec.get("stall_s", 5.0)
+        seen, progress_at = -1, time.monotonic()
+        while not stats.done.is_set():
+            left = deadline - time.time()
+            if left <= 0:
+                break
+            try:
+                async with asyncio.timeout(min(0.25, left)):
+                    await stats.done.wait()
+            except TimeoutError:
+                pass
+            if stats.received != seen:
+                seen, progress_at = stats.received, time.monotonic()
+            elif pub.done() and time.monotonic() - progress_at > stall_s:
+                break
+        if not pub.done():
+            pub.cancel()
+        await asyncio.gather(pub, return_exceptions=True)
+        self.pipe.send(("done", {
+            "received": stats.received,
+            "expected": stats.expected,
+            "latencies": stats.latencies.tobytes(),
+            "last_recv": stats.last_recv_ns / 1e9,
+            "errors": dict(stats.errors),
+            "closes": dict(stats.closes),
+            "open": sum(1 for c in self.conns if c.open and not c.lost),
+        }))
+
+
+def worker_main(spec: dict[str, Any], pipe: Pipe) -> None:
+    """The client process's entry point (multiprocessing target)."""
+    raise_nofile()
+    try:
+        asyncio.run(Worker(spec, pipe).run())
+    finally:
+        pipe.close()
