@@ -18,10 +18,10 @@ import itertools
 import json
 import os
 import signal
-import time
 
 import redis.asyncio as aioredis
 from websockets.asyncio.server import ServerConnection, broadcast, serve
+from bench.baselines import decode_frame, message_payload
 
 PREFIX = "floor:"
 
@@ -72,25 +72,14 @@ class Floor:
         joined: set[str] = set()
         try:
             async for raw in ws:
-                try:
-                    frame = json.loads(raw)
-                    kind = frame["type"]
-                except (ValueError, KeyError, TypeError):
+                kind, frame = decode_frame(raw)
+                if kind is None:
                     continue
                 if kind == "publish":
                     room = frame.get("room")
                     if room in joined:
-                        message = {
-                            "type": "message",
-                            "room": room,
-                            "offset": 0,
-                            "epoch": "",
-                            "msg_id": f"{session}-{next(self.ids)}",
-                            "user": user,
-                            "text": frame.get("text", ""),
-                            "ts": int(time.time() * 1000),
-                        }
-                        await self.redis.publish(PREFIX + room, json.dumps(message, separators=(",", ":")))
+                        payload = message_payload(room, f"{session}-{next(self.ids)}", user, frame.get("text", ""))
+                        await self.redis.publish(PREFIX + room, payload)
                 elif kind == "join":
                     room = frame.get("room")
                     if isinstance(room, str) and room not in joined:

@@ -18,13 +18,13 @@ import argparse
 import asyncio
 import itertools
 import json
-import time
 
 import redis.asyncio as aioredis
 import uvicorn
 from starlette.applications import Starlette
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
+from bench.baselines import decode_frame, message_payload
 
 PREFIX = "naive:"
 
@@ -49,25 +49,14 @@ def build_app(redis_url: str, node: str) -> Starlette:
         try:
             while True:
                 raw = await websocket.receive_text()
-                try:
-                    frame = json.loads(raw)
-                    kind = frame["type"]
-                except (ValueError, KeyError, TypeError):
+                kind, frame = decode_frame(raw)
+                if kind is None:
                     continue
                 if kind == "publish":
                     room = frame.get("room")
                     if room in subscriptions:
-                        message = {
-                            "type": "message",
-                            "room": room,
-                            "offset": 0,
-                            "epoch": "",
-                            "msg_id": f"{session}-{next(ids)}",
-                            "user": user,
-                            "text": frame.get("text", ""),
-                            "ts": int(time.time() * 1000),
-                        }
-                        await redis.publish(PREFIX + room, json.dumps(message, separators=(",", ":")))
+                        payload = message_payload(room, f"{session}-{next(ids)}", user, frame.get("text", ""))
+                        await redis.publish(PREFIX + room, payload)
                 elif kind == "join":
                     room = frame.get("room")
                     if isinstance(room, str) and room not in subscriptions:
