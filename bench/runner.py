@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from switchboard.client import make_token
-from switchboard.harness import RedisProcess
+from switchboard_harness import RedisProcess
 
 from bench import report
 from bench.client import raise_nofile, worker_main

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from switchboard.harness import TEST_JWT_SECRET, GatewayProcess, free_port
+from switchboard_harness import TEST_JWT_SECRET, GatewayProcess, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")

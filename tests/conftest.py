@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from switchboard.client import make_token
-from switchboard.harness import TEST_API_KEY, TEST_JWT_SECRET, GatewayProcess, RedisProcess
+from switchboard_harness import TEST_API_KEY, TEST_JWT_SECRET, GatewayProcess, RedisProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"

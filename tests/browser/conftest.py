@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from switchboard.harness import GatewayProcess, HAProxyProcess
+from switchboard_harness import GatewayProcess, HAProxyProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "browser"

@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page, expect
 
-from switchboard.harness import GatewayProcess
+from switchboard_harness import GatewayProcess
 
 pytestmark = pytest.mark.browser
 

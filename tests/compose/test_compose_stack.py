@@ -35,7 +35,7 @@ import httpx
 import pytest
 
 from switchboard.client import Client, ClientClosed, guest_token, make_token
-from switchboard.harness import free_port
+from switchboard_harness import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"

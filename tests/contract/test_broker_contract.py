@@ -9,7 +9,7 @@ import time
 
 from broker_harness import Cluster, Recorder, delete_prefix
 
-from switchboard.harness import RedisProcess
+from switchboard_harness import RedisProcess
 from switchboard.protocol.frames import MessageBody, User
 from switchboard_gateway.broker.redis import RedisBroker
 

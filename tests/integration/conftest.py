@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from switchboard.harness import GatewayProcess
+from switchboard_harness import GatewayProcess
 
 
 @pytest.fixture

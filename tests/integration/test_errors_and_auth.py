@@ -11,7 +11,7 @@ import pytest
 import websockets
 
 from switchboard.client import Client, make_token
-from switchboard.harness import TEST_JWT_SECRET
+from switchboard_harness import TEST_JWT_SECRET
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from switchboard.client import Client
-from switchboard.harness import TEST_API_KEY, GatewayProcess, RedisProcess
+from switchboard_harness import TEST_API_KEY, GatewayProcess, RedisProcess
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ import pytest
 import websockets
 
 from switchboard.client import Client, ClientClosed
-from switchboard.harness import TEST_API_KEY, GatewayProcess
+from switchboard_harness import TEST_API_KEY, GatewayProcess
 
 from .conftest import wait_until
 
