@@ -11,6 +11,8 @@ from broker_harness import Cluster, Recorder, delete_prefix
 
 from switchboard_harness import RedisProcess
 from switchboard.protocol.frames import MessageBody, User
+from switchboard.roomlog import Snapshot
+from switchboard_gateway.broker import Broker
 from switchboard_gateway.broker.redis import RedisBroker
 
 ALICE = User("alice", "Alice")
@@ -133,6 +135,14 @@ async def test_subscribe_is_idempotent_and_delivers_once(cluster: Cluster) -> No
 # --- reads -----------------------------------------------------------------------------------
 
 
+async def read(broker: Broker, mode: str, offset: int, count: int) -> Snapshot:
+    if mode == "after":
+        return await broker.read_after("h", offset, count)
+    if mode == "before":
+        return await broker.read_before("h", offset, count)
+    return await broker.read_last("h", count)
+
+
 async def test_read_modes(cluster: Cluster) -> None:
     c = cluster
     await c.subscribe_all("h")
@@ -144,15 +154,14 @@ async def test_read_modes(cluster: Cluster) -> None:
 
     async def check(mode: str, offset: int, count: int, expected: list[int]) -> None:
         for broker in (c.a, c.b):
-            snap = await broker.read("h", mode, offset, count)
+            snap = await read(broker, mode, offset, count)
             assert (snap.epoch, snap.top) == (epoch, 4), (mode, offset, count)
             assert frame_offsets(snap.frames) == expected, (mode, offset, count)
             assert snap.first == (expected[0] if expected else 0), (mode, offset, count)
             assert [f.decode() for f in snap.frames] == [live[o] for o in expected]  # history == live bytes
 
-    snap = await c.a.read("h")
+    snap = await c.a.position("h")
     assert (snap.epoch, snap.top, snap.first, snap.frames) == (epoch, 4, 0, [])
-    await check("none", 2, 10, [])
     await check("after", 0, 10, [1, 2, 3, 4])
     await check("after", 1, 10, [2, 3, 4])
     await check("after", 1, 2, [2, 3])
@@ -175,9 +184,9 @@ async def test_read_modes(cluster: Cluster) -> None:
 async def test_read_creates_a_stable_epoch(cluster: Cluster) -> None:
     c = cluster
     assert await c.a.positions(["fresh"]) == {"fresh": (None, 0)}
-    snap = await c.a.read("fresh", "last", 0, 10)
+    snap = await c.a.read_last("fresh", 10)
     assert snap.epoch and (snap.top, snap.first, snap.frames) == (0, 0, [])
-    assert (await c.b.read("fresh")).epoch == snap.epoch
+    assert (await c.b.position("fresh")).epoch == snap.epoch
     assert await c.b.positions(["fresh"]) == {"fresh": (snap.epoch, 0)}
     result = await c.b.publish("fresh", body("first"), None)
     assert (result.offset, result.epoch) == (1, snap.epoch)
@@ -189,18 +198,18 @@ async def test_history_is_capped(cluster: Cluster) -> None:
     for i in range(1, size + 4):
         await c.a.publish("cap", body(f"t{i}"), None)
     top = size + 3
-    snap = await c.b.read("cap", "last", 0, 100)
+    snap = await c.b.read_last("cap", 100)
     assert snap.top == top
     assert frame_offsets(snap.frames) == list(range(4, top + 1)) and snap.first == 4
     # A reader whose position is older than retention sees the gap: first > offset + 1.
-    snap = await c.b.read("cap", "after", 1, 100)
+    snap = await c.b.read_after("cap", 1, 100)
     assert snap.first == 4 and snap.first > 1 + 1
     assert frame_offsets(snap.frames) == list(range(4, top + 1))
-    snap = await c.a.read("cap", "after", 3, 100)
+    snap = await c.a.read_after("cap", 3, 100)
     assert snap.first == 4  # exactly at the edge: no gap
-    snap = await c.a.read("cap", "before", 5, 100)
+    snap = await c.a.read_before("cap", 5, 100)
     assert frame_offsets(snap.frames) == [4] and snap.first == 4
-    snap = await c.a.read("cap", "before", 3, 100)
+    snap = await c.a.read_before("cap", 3, 100)
     assert (snap.first, snap.frames) == (0, [])
 
 
@@ -236,7 +245,7 @@ async def test_idempotent_publish(cluster: Cluster) -> None:
     for rec in c.recorders:
         assert rec.offsets("idem") == [1, 2, 3, 4, 5, 6]  # the retries were not delivered again
         assert [f["text"] for f in rec.frames("idem")][:2] == ["original", "bob's"]
-    snap = await c.a.read("idem", "last", 0, 100)
+    snap = await c.a.read_last("idem", 100)
     assert snap.top == 6 and len(snap.frames) == 5  # history_size 5: 2..6
     assert frame_offsets(snap.frames) == [2, 3, 4, 5, 6]
 
@@ -254,7 +263,7 @@ async def test_publish_ephemeral(cluster: Cluster) -> None:
         assert rec.ephemeral == [("eph", frame)]
         assert rec.offsets("eph") == []
     await c.b.publish_ephemeral("not-subscribed", frame.encode())
-    assert (await c.a.read("eph")).top == 0  # not stored
+    assert (await c.a.position("eph")).top == 0  # not stored
     await ephemeral_barrier(c, "eph")
     assert all(room == "eph" for rec in c.recorders for room, _ in rec.ephemeral)
 
@@ -379,7 +388,7 @@ async def test_positions(cluster: Cluster) -> None:
     await c.b.publish("p1", body("b"), None)
     await c.a.publish("p2", body("c"), None)
     positions = await c.b.positions(["p1", "p2", "u1"])
-    epoch2 = (await c.a.read("p2")).epoch
+    epoch2 = (await c.a.position("p2")).epoch
     assert positions == {"p1": (first.epoch, 2), "p2": (epoch2, 1), "u1": (None, 0)}
     # Presence alone is not history: a room with only members has no position.
     await c.a.presence_upsert("members-only", [("c1", user_json(ALICE))])
@@ -435,7 +444,7 @@ async def test_lost_history_gets_a_new_epoch(cluster: Cluster) -> None:
             (2, old.epoch),
             (1, new.epoch),
         ]
-    snap = await c.a.read("lost", "last", 0, 10)
+    snap = await c.a.read_last("lost", 10)
     assert (snap.epoch, snap.top, frame_offsets(snap.frames)) == (new.epoch, 1, [1])
 
 
@@ -473,7 +482,7 @@ async def test_redis_resubscribes_after_its_connection_is_killed() -> None:
         await events.until(lambda: events.offsets("r") == [1, 2])
 
         # Redis restarts empty: the broker reconnects by itself; history has a new epoch.
-        epoch = (await broker.read("r")).epoch
+        epoch = (await broker.position("r")).epoch
         server.stop()
         await events.until(lambda: events.availability[-1] is False)
         server.start()

@@ -216,7 +216,7 @@ class Node:
     ) -> tuple[object, bool | None]:
         recovered: bool | None = None
         if since is not None:
-            snap = await self.broker.read(room, "after", since.offset, self.settings.history_size)
+            snap = await self.broker.read_after(room, since.offset, self.settings.history_size)
             gap_free = since.offset == snap.top or (
                 snap.first == since.offset + 1 and snap.first + len(snap.frames) - 1 == snap.top
             )
@@ -225,8 +225,8 @@ class Node:
             if recovered:
                 return snap, True
         if history:
-            return await self.broker.read(room, "last", 0, history), recovered
-        return await self.broker.read(room), recovered
+            return await self.broker.read_last(room, history), recovered
+        return await self.broker.position(room), recovered
 
     async def leave(self, conn: Connection, room: str) -> None:
         conn.rooms.discard(room)
@@ -250,9 +250,9 @@ class Node:
 
     async def history(self, room: str, before: int | None, limit: int) -> frames.HistoryPage:
         if before is not None:
-            snap = await self.broker.read(room, "before", before, limit)
+            snap = await self.broker.read_before(room, before, limit)
         else:
-            snap = await self.broker.read(room, "last", 0, limit)
+            snap = await self.broker.read_last(room, limit)
         return frames.HistoryPage(room=room, epoch=snap.epoch, messages=[msgspec.Raw(f) for f in snap.frames])
 
     async def presence(self, room: str) -> list[frames.Member]:
@@ -278,7 +278,7 @@ class Node:
                     try:
                         await self.broker.subscribe(room)
                         rs.subscribed = True
-                        snap = await self.broker.read(room)
+                        snap = await self.broker.position(room)
                     except BaseException:
                         await self._release_locked(rs)
                         raise
@@ -372,7 +372,7 @@ class Node:
         try:
             while rs.filling:
                 requests = rs.fill_requests
-                snap = await self.broker.read(rs.name, "after", rs.last, self.settings.history_size)
+                snap = await self.broker.read_after(rs.name, rs.last, self.settings.history_size)
                 if self.rooms.get(rs.name) is not rs:
                     return
                 if snap.epoch != rs.epoch:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from switchboard.backplane import PublishResult, Snapshot
+from switchboard.roomlog import PublishResult, Snapshot
 from switchboard.protocol.frames import MessageBody
 
 __all__ = ["Broker", "BrokerEvents", "BrokerUnavailable", "PublishResult", "Snapshot"]
@@ -64,9 +64,17 @@ class Broker(Protocol):
 
     async def publish(self, room: str, body: MessageBody, client_msg_id: str | None) -> PublishResult: ...
 
-    async def read(self, room: str, mode: str = "none", offset: int = 0, count: int = 0) -> Snapshot:
-        """``mode``: ``none`` (position only), ``after`` (offsets > offset),
-        ``before`` (the newest `count` below offset), ``last`` (newest `count`)."""
+    async def position(self, room: str) -> Snapshot:
+        """The room's epoch (created when it has none) and newest offset, no entries."""
+
+    async def read_after(self, room: str, offset: int, count: int) -> Snapshot:
+        """Up to `count` entries with offsets above `offset` (a catch-up or a recovery)."""
+
+    async def read_before(self, room: str, offset: int, count: int) -> Snapshot:
+        """The newest `count` entries below `offset` (paging back through history)."""
+
+    async def read_last(self, room: str, count: int) -> Snapshot:
+        """The newest `count` entries."""
 
     async def positions(self, rooms: list[str]) -> dict[str, tuple[str | None, int]]:
         """(epoch or None when the room has no state, newest offset) per room."""

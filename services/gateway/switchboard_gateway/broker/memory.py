@@ -18,9 +18,9 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from switchboard.backplane import PublishResult, Snapshot
 from switchboard.protocol import codec
 from switchboard.protocol.frames import MessageBody
+from switchboard.roomlog import PublishResult, Snapshot
 from switchboard_gateway.broker.base import BrokerEvents
 
 
@@ -158,16 +158,23 @@ class MemoryBroker:
         hub.broadcast(room, lambda events: events.on_message(room, offset, epoch, body.ts, text))
         return PublishResult(offset, epoch, False)
 
-    async def read(self, room: str, mode: str = "none", offset: int = 0, count: int = 0) -> Snapshot:
+    async def position(self, room: str) -> Snapshot:
+        return self._snapshot(room, [])
+
+    async def read_after(self, room: str, offset: int, count: int) -> Snapshot:
+        history = self.hub.room(room).history
+        return self._snapshot(room, [e for e in history if e[0] > offset][:count])
+
+    async def read_before(self, room: str, offset: int, count: int) -> Snapshot:
+        history = self.hub.room(room).history
+        return self._snapshot(room, [e for e in history if e[0] < offset][-count:] if count > 0 else [])
+
+    async def read_last(self, room: str, count: int) -> Snapshot:
+        history = self.hub.room(room).history
+        return self._snapshot(room, list(history)[-count:] if count > 0 else [])
+
+    def _snapshot(self, room: str, entries: list[tuple[int, bytes]]) -> Snapshot:
         state = self.hub.room(room)
-        if mode == "after":
-            entries = [e for e in state.history if e[0] > offset][:count]
-        elif mode == "before":
-            entries = [e for e in state.history if e[0] < offset][-count:] if count else []
-        elif mode == "last":
-            entries = list(state.history)[-count:] if count else []
-        else:
-            entries = []
         first = entries[0][0] if entries else 0
         return Snapshot(state.epoch, state.top, first, [frame for _, frame in entries])
 

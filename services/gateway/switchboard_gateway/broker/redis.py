@@ -27,10 +27,11 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.retry import Retry
 
-from switchboard.backplane import Backplane, PublishResult, Snapshot
+from switchboard.backplane import Backplane
 from switchboard.backplane.keys import room_of_channel
 from switchboard.backplane.store import load_scripts
 from switchboard.protocol.frames import MessageBody
+from switchboard.roomlog import PublishResult, Snapshot
 from switchboard_gateway.broker.base import BrokerEvents, BrokerUnavailable
 
 log = logging.getLogger("switchboard.broker")
@@ -246,8 +247,17 @@ class RedisBroker:
     async def publish(self, room: str, body: MessageBody, client_msg_id: str | None) -> PublishResult:
         return await _guard(self.backplane.publish(room, body, client_msg_id=client_msg_id))
 
-    async def read(self, room: str, mode: str = "none", offset: int = 0, count: int = 0) -> Snapshot:
-        return await _guard(self.backplane.read(room, mode, offset, count))
+    async def position(self, room: str) -> Snapshot:
+        return await _guard(self.backplane.position(room))
+
+    async def read_after(self, room: str, offset: int, count: int) -> Snapshot:
+        return await _guard(self.backplane.read_after(room, offset, count))
+
+    async def read_before(self, room: str, offset: int, count: int) -> Snapshot:
+        return await _guard(self.backplane.read_before(room, offset, count))
+
+    async def read_last(self, room: str, count: int) -> Snapshot:
+        return await _guard(self.backplane.read_last(room, count))
 
     async def positions(self, rooms: list[str]) -> dict[str, tuple[str | None, int]]:
         return await _guard(self.backplane.positions(rooms))

@@ -3,6 +3,6 @@ stateless client for them (``Backplane``). Pub/sub *subscription* lives in
 the gateway; this package only publishes and reads."""
 
 from switchboard.backplane.keys import RoomKeys
-from switchboard.backplane.store import Backplane, PublishResult, Snapshot
+from switchboard.backplane.store import Backplane
 
-__all__ = ["Backplane", "PublishResult", "RoomKeys", "Snapshot"]
+__all__ = ["Backplane", "RoomKeys"]

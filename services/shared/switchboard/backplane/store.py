@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
@@ -20,24 +19,9 @@ from redis.exceptions import NoScriptError
 from switchboard.backplane import scripts
 from switchboard.backplane.keys import RoomKeys
 from switchboard.protocol import codec, frames
+from switchboard.roomlog import PublishResult, Snapshot
 
-
-@dataclass(frozen=True, slots=True)
-class PublishResult:
-    offset: int
-    epoch: str
-    duplicate: bool  # an earlier publish with the same client_msg_id was stored
-
-
-@dataclass(frozen=True, slots=True)
-class Snapshot:
-    """A room's position (``epoch``, newest ``top`` offset) and some of its
-    history as encoded ``message`` frames, ascending by offset."""
-
-    epoch: str
-    top: int
-    first: int  # offset of frames[0]; the rest follow one by one (0 when empty)
-    frames: list[bytes]
+ReadMode = Literal["none", "after", "before", "last"]
 
 
 def new_epoch() -> str:
@@ -162,9 +146,23 @@ class Backplane:
         offset, epoch, duplicate = await self._eval(scripts.PUBLISH, keys, args)
         return PublishResult(int(offset), epoch.decode(), bool(duplicate))
 
-    async def read(self, room: str, mode: str = "none", offset: int = 0, count: int = 0) -> Snapshot:
-        """Position plus history: mode ``after`` (offsets > offset), ``before``
-        (the newest `count` below offset), ``last`` (the newest `count``)."""
+    async def position(self, room: str) -> Snapshot:
+        """The room's epoch (created when it has none) and newest offset."""
+        return await self._read(room, "none", 0, 0)
+
+    async def read_after(self, room: str, offset: int, count: int) -> Snapshot:
+        """Up to `count` entries with offsets above `offset`."""
+        return await self._read(room, "after", offset, count)
+
+    async def read_before(self, room: str, offset: int, count: int) -> Snapshot:
+        """The newest `count` entries with offsets below `offset`."""
+        return await self._read(room, "before", offset, count)
+
+    async def read_last(self, room: str, count: int) -> Snapshot:
+        """The newest `count` entries."""
+        return await self._read(room, "last", 0, count)
+
+    async def _read(self, room: str, mode: ReadMode, offset: int, count: int) -> Snapshot:
         k = self.keys(room)
         reply = await self._eval(
             scripts.READ, [k.meta, k.log], [new_epoch(), self.history_ttl, mode, offset, count]
