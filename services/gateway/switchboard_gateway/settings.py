@@ -35,6 +35,13 @@ def _positive_int(raw: str) -> int:
     return value
 
 
+def _non_negative_int(raw: str) -> int:
+    value = int(raw)
+    if value < 0:
+        raise ValueError("must be zero or more")
+    return value
+
+
 def _positive_float(raw: str) -> float:
     value = float(raw)
     if not value > 0 or value != value or value == float("inf"):
@@ -105,6 +112,8 @@ class Settings:
     history_size: int = _setting("HISTORY_SIZE", _positive_int, 1000)
     history_ttl_s: int = _setting("HISTORY_TTL", _positive_int, 86400)
     presence_ttl_s: float = _setting("PRESENCE_TTL", _positive_float, 30.0)
+    presence_list_max: int = _setting("PRESENCE_LIST_MAX", _positive_int, 100)
+    presence_events_max: int = _setting("PRESENCE_EVENTS_MAX", _non_negative_int, 200)
     idempotency_window_s: int = _setting("IDEMPOTENCY_WINDOW", _positive_int, 120)
     publish_rate: float = _setting("PUBLISH_RATE", _positive_float, 10.0)
     publish_burst: int = _setting("PUBLISH_BURST", _positive_int, 20)
