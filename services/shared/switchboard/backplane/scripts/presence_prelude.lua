@@ -67,33 +67,43 @@ end
 -- are whatever HSCAN meets first: a bounded number of rounds of about
 -- `limit` entries each, never the whole hash.
 local function listing(limit, first)
-  local out, seen, listed = {redis.call('HLEN', KEYS[3])}, {}, 0
-  local function add(uid, user)
-    if listed >= limit or seen[uid] then return end
-    seen[uid] = true
-    local conns = redis.call('HGET', KEYS[3], uid)
-    if not conns then
-      -- Left without its profile being dropped (a script of an older
-      -- gateway version during a rolling upgrade): drop it now.
-      redis.call('HDEL', KEYS[4], uid)
-      return
+  local out = {redis.call('HLEN', KEYS[3])}
+  local uids, users, seen = {}, {}, {}
+  local function take(uid, user)
+    if #uids < limit and not seen[uid] then
+      seen[uid] = true
+      uids[#uids + 1] = uid
+      users[#users + 1] = user
     end
-    out[#out + 1] = user
-    out[#out + 1] = tonumber(conns)
-    listed = listed + 1
   end
   for _, uid in ipairs(first) do
     local user = redis.call('HGET', KEYS[4], uid)
-    if user then add(uid, user) end
+    if user then take(uid, user) end
   end
   local cursor = '0'
   for _ = 1, 8 do
-    if listed >= limit then break end
-    local reply = redis.call('HSCAN', KEYS[4], cursor, 'COUNT', math.max(limit - listed, 10))
+    if #uids >= limit then break end
+    local reply = redis.call('HSCAN', KEYS[4], cursor, 'COUNT', math.max(limit - #uids, 10))
     cursor = reply[1]
     local fields = reply[2]
-    for i = 1, #fields, 2 do add(fields[i], fields[i + 1]) end
+    for i = 1, #fields, 2 do take(fields[i], fields[i + 1]) end
     if cursor == '0' then break end
+  end
+  -- Connections per listed user, in chunks (unpack has a stack limit).
+  for from = 1, #uids, 1000 do
+    local to = math.min(from + 999, #uids)
+    local conns = redis.call('HMGET', KEYS[3], unpack(uids, from, to))
+    for i = from, to do
+      local n = conns[i - from + 1]
+      if n then
+        out[#out + 1] = users[i]
+        out[#out + 1] = tonumber(n)
+      else
+        -- A profile whose user left without it being dropped (a script of an
+        -- older gateway version, during a rolling upgrade): drop it now.
+        redis.call('HDEL', KEYS[4], uids[i])
+      end
+    end
   end
   return out
 end
