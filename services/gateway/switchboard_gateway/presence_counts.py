@@ -17,6 +17,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import Protocol
+
+
+class _Cancellable(Protocol):
+    def cancel(self) -> None: ...
+
+
+# (delay in seconds, callback) -> a handle; asyncio's loop.call_later by default.
+Scheduler = Callable[[float, Callable[[], None]], _Cancellable]
 
 
 class _RoomCount:
@@ -25,13 +34,16 @@ class _RoomCount:
     def __init__(self, sent: int) -> None:
         self.sent = sent  # the count members were told last
         self.pending: int | None = None  # newer, waiting for the timer
-        self.timer: asyncio.TimerHandle | None = None
+        self.timer: _Cancellable | None = None
 
 
 class PresenceCounts:
-    def __init__(self, send: Callable[[str, int], None], interval_s: float = 1.0) -> None:
+    def __init__(
+        self, send: Callable[[str, int], None], interval_s: float = 1.0, call_later: Scheduler | None = None
+    ) -> None:
         self._send = send  # (room, count): tell the room's members on this gateway
         self._interval_s = interval_s
+        self._call_later = call_later
         self._rooms: dict[str, _RoomCount] = {}
 
     def update(self, room: str, count: int) -> None:
@@ -58,7 +70,8 @@ class PresenceCounts:
         self._rooms.clear()
 
     def _arm(self, room: str, state: _RoomCount) -> None:
-        state.timer = asyncio.get_running_loop().call_later(self._interval_s, self._tick, room)
+        call_later = self._call_later or asyncio.get_running_loop().call_later
+        state.timer = call_later(self._interval_s, lambda: self._tick(room))
 
     def _tick(self, room: str) -> None:
         state = self._rooms.get(room)
