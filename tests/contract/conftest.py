@@ -21,7 +21,9 @@ async def cluster(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatc
     clock = FakeClock()
     ea, eb = Recorder("a"), Recorder("b")
     if request.param == "memory":
-        hub = MemoryHub(history_size=HISTORY_SIZE, idempotency_window_s=120, presence_ttl_s=PRESENCE_TTL, clock=clock)
+        hub = MemoryHub(
+            history_size=HISTORY_SIZE, idempotency_window_s=120, presence_entry_lifetime_s=PRESENCE_TTL, clock=clock
+        )
         a, b = MemoryBroker(hub), MemoryBroker(hub)
         await a.start(ea)
         await b.start(eb)
