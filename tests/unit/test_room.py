@@ -289,6 +289,25 @@ def test_a_read_below_what_was_delivered_renews_the_epoch() -> None:
     assert isinstance(request, RenewEpoch) and request.stale_epoch == E1
 
 
+def test_a_read_below_a_waiting_message_renews_the_epoch() -> None:
+    room, _ = make_room()
+    live(room, E1, 1, 3)  # 3 waits for 2
+    answer(room, history(E1, 2, 2))  # asked after 3 arrived, and the backplane has only up to 2
+    request = room.request
+    assert isinstance(request, RenewEpoch) and request.stale_epoch == E1
+
+
+def test_a_position_below_what_a_joiner_was_shown_renews_the_epoch() -> None:
+    room, _ = make_room()
+    live(room, E1, 1)
+    room.park("j")
+    room.admit("j", E1, 3)  # the backplane had 3 when the joiner's snapshot was read
+    probe = room.probe()
+    assert probe == Probe(E1, 3)
+    room.on_position(probe, E1, 2)  # ... and now only 2: offset 3 will be reused
+    assert isinstance(room.request, RenewEpoch)
+
+
 def test_a_delivered_offset_with_other_content_renews_the_epoch() -> None:
     room, out = make_room()
     live(room, E1, 1, 2, 3)

@@ -27,13 +27,14 @@ How the room keeps it:
   epoch sends ``reset`` and retires it; late messages of retired epochs are
   dropped.
 - An offset is never reused (contract §9). When the backplane shows fewer
-  messages than were already delivered in the same epoch -- a position check
-  or a read with ``top`` below what had been delivered when it was asked, a
-  live message for a delivered offset with other content, or a joiner's
-  snapshot behind what the room had delivered when it parked -- its newest
-  writes were lost (a failover), so the room asks for ``RenewEpoch``
-  (``RENEWING``): a fresh epoch, and ``reset`` for everyone, as after a
-  Redis restart.
+  messages than the room had already heard of in the same epoch -- a
+  position check or a read whose ``top`` is below the newest offset the
+  room had delivered, held in its backlog or shown to a joiner when it
+  asked; a live message for a delivered offset with other content (the last
+  ``RECENT_FRAMES`` are kept to compare); or a joiner's snapshot behind what
+  the room had delivered when it parked -- its newest writes were lost (a
+  failover), so the room asks for ``RenewEpoch`` (``RENEWING``): a fresh
+  epoch, and ``reset`` for everyone, as after a Redis restart.
 - Joining: a joiner is *parked* while the node reads its snapshot; what the
   room delivers meanwhile is buffered. ``admit`` then sends it what follows
   its snapshot position. A joiner whose snapshot is ahead of the room (pub/sub
@@ -86,6 +87,7 @@ class ReadAfter:
 
     after: int
     epoch: str
+    known: int = 0  # the newest offset of `epoch` the room had heard of when asking
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -101,7 +103,8 @@ Request = ReadAfter | RenewEpoch
 
 @dataclass(frozen=True, slots=True)
 class Probe:
-    """What the room had delivered when a position check was asked for."""
+    """The newest offset the room had heard of (delivered, waiting, or shown
+    to a joiner) when a position check was asked for."""
 
     epoch: str
     last: int
@@ -216,7 +219,7 @@ class Room(Generic[M]):
         """Read history after ``last`` (a gap, or anything may have been missed,
         e.g. the subscription connection was re-established)."""
         if self.phase is Phase.LIVE:
-            self._issue(ReadAfter(self.last, self.epoch), Phase.CATCHING_UP)
+            self._read()
             self._output.event(RoomEvent.CATCH_UP)
         else:
             self._again = True  # the read in flight may predate the reason: read again after it
@@ -224,7 +227,7 @@ class Room(Generic[M]):
     def probe(self) -> Probe | None:
         """Take before reading the room's position for ``on_position``; None
         while the room is busy reading anyway."""
-        return Probe(self.epoch, self.last) if self.phase is Phase.LIVE else None
+        return Probe(self.epoch, self._known()) if self.phase is Phase.LIVE else None
 
     def on_position(self, probe: Probe, epoch: str | None, top: int) -> None:
         """The backplane's (epoch, newest offset), read after `probe` was
@@ -308,9 +311,11 @@ class Room(Generic[M]):
         if snap.epoch != self.epoch:
             self._reset(snap.epoch)
             if request.after != 0 and snap.top > 0:  # these frames follow the old epoch's offset
-                self._issue(ReadAfter(0, self.epoch), Phase.CATCHING_UP)
+                self._read()
                 return
-        elif snap.top < request.after:
+        elif snap.top < request.known:
+            # Messages the room heard of before asking are gone from the
+            # backplane: their offsets will be reused.
             self._renew(snap.epoch)
             return
         if snap.top > request.after and snap.first != request.after + 1:
@@ -320,7 +325,7 @@ class Room(Generic[M]):
             if offset > self.last:
                 self._deliver(offset, raw.decode(), None)
         if self.last < snap.top or self._again:
-            self._issue(ReadAfter(self.last, self.epoch), Phase.CATCHING_UP)
+            self._read()
             return
         self._resume()
 
@@ -334,9 +339,24 @@ class Room(Generic[M]):
         if snap.epoch != self.epoch:
             self._reset(snap.epoch)
         if self.last < snap.top or self._again:
-            self._issue(ReadAfter(self.last, self.epoch), Phase.CATCHING_UP)
+            self._read()
             return
         self._resume()
+
+    def _known(self) -> int:
+        """The newest offset of the current epoch this room has heard of: the
+        backplane held it, so it must still show at least that much."""
+        known = self.last
+        for offset, epoch, *_ in self._backlog:
+            if epoch == self.epoch and offset > known:
+                known = offset
+        for view in self._ahead.values():
+            if view.epoch == self.epoch and not view.stale and view.top > known:
+                known = view.top
+        return known
+
+    def _read(self) -> None:
+        self._issue(ReadAfter(self.last, self.epoch, self._known()), Phase.CATCHING_UP)
 
     def _issue(self, request: Request, phase: Phase) -> None:
         self.phase = phase
