@@ -94,9 +94,9 @@ class DrainingServer(uvicorn.Server):
         if self._deadline is None:  # not a drain (e.g. the app failed to start)
             await super().shutdown(sockets)
             return
-        # uvicorn waits for connections and tasks this long, then cancels them;
-        # the lifespan end (node.stop) follows within the rest.
-        self.config.timeout_graceful_shutdown = max(0.0, self._left() - SHUTDOWN_RESERVE_S / 2)
+        # uvicorn waits for connections and tasks this long (whole seconds),
+        # then cancels them; the lifespan end (node.stop) follows within the rest.
+        self.config.timeout_graceful_shutdown = max(0, int(self._left() - SHUTDOWN_RESERVE_S / 2))
         try:
             async with asyncio.timeout(max(0.0, self._left())):
                 await super().shutdown(sockets)
@@ -117,7 +117,8 @@ def run(gateway: Gateway) -> None:
         ws_ping_timeout=20.0,
         lifespan="on",
         log_level=settings.log_level,
-        timeout_graceful_shutdown=max(0.5, settings.drain_timeout_s - settings.drain_notice_s),
+        # Outside a drain (which sets its own from the deadline, see DrainingServer.shutdown).
+        timeout_graceful_shutdown=max(1, int(settings.drain_timeout_s - settings.drain_notice_s)),
         proxy_headers=True,
         server_header=False,
     )

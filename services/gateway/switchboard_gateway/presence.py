@@ -12,7 +12,7 @@ A refresh also re-adds entries the backplane lost (a Redis restart).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 
 from switchboard_gateway.broker import Broker
 from switchboard_gateway.connection import Connection
@@ -21,7 +21,7 @@ from switchboard_gateway.connection import Connection
 async def refresh(broker: Broker, rooms: Iterable[tuple[str, list[Connection]]]) -> None:
     """Refresh each room's local members; sweep rooms with none. Every room
     is tried; the first failure is raised afterwards (for the supervisor)."""
-    calls = []
+    calls: list[Awaitable[object]] = []
     for room, members in rooms:
         if members:
             calls.append(broker.presence_upsert(room, [(conn.id, conn.user_json) for conn in members]))

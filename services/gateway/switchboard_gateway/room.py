@@ -383,9 +383,8 @@ class Room(Generic[M]):
         self._drain()
 
     def _renew(self, stale_epoch: str) -> None:
-        if self.phase is Phase.RENEWING and isinstance(self.request, RenewEpoch):
-            if self.request.stale_epoch == stale_epoch:
-                return
+        if isinstance(self.request, RenewEpoch) and self.request.stale_epoch == stale_epoch:
+            return  # already asked
         self._output.event(RoomEvent.OFFSET_REUSED)
         self._issue(RenewEpoch(stale_epoch), Phase.RENEWING)
 
