@@ -32,7 +32,7 @@ async def cluster(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatc
         hub = MemoryHub(
             history_size=HISTORY_SIZE,
             idempotency_window_s=120,
-            presence_ttl_s=PRESENCE_TTL,
+            presence_entry_lifetime_s=PRESENCE_TTL,
             presence_events_max=PRESENCE_EVENTS_MAX,
             clock=clock,
         )

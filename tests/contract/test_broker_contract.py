@@ -14,6 +14,7 @@ from switchboard.protocol.frames import MessageBody, User
 from switchboard.roomlog import Snapshot
 from switchboard.roster import PresencePage
 from switchboard_gateway.broker import Broker
+from switchboard_gateway.broker.memory import MemoryBroker, MemoryHub
 from switchboard_gateway.broker.redis import RedisBroker
 
 ALICE = User("alice", "Alice")
@@ -369,3 +370,75 @@ async def test_redis_resubscribes_after_its_connection_is_killed() -> None:
     finally:
         await broker.close()
         server.cleanup()
+
+
+# --- offsets are never reused: renew_epoch ----------------------------------------------------------
+
+
+async def test_renew_epoch_replaces_a_stale_epoch_once(cluster: Cluster) -> None:
+    c = cluster
+    await c.subscribe_all("renew")
+    stale = (await c.a.publish("renew", body("one"), None)).epoch
+    await c.a.publish("renew", body("two"), None)
+    renewed = await c.a.renew_epoch("renew", stale)
+    assert renewed.epoch != stale and (renewed.top, renewed.first, renewed.frames) == (0, 0, [])
+    # A second gateway that noticed the same reuse gets the same fresh epoch: no second renewal.
+    again = await c.b.renew_epoch("renew", stale)
+    assert (again.epoch, again.top) == (renewed.epoch, 0)
+    assert (await c.b.read_last("renew", 10)).frames == []  # the old history went with its epoch
+    assert await c.a.positions(["renew"]) == {"renew": (renewed.epoch, 0)}
+    result = await c.b.publish("renew", body("three"), None)
+    assert (result.offset, result.epoch) == (1, renewed.epoch)
+    # A renewal asked about an epoch that is already gone changes nothing.
+    assert (await c.a.renew_epoch("renew", stale)).epoch == renewed.epoch
+    assert (await c.a.renew_epoch("renew", stale)).top == 1
+    for rec in c.recorders:
+        await rec.until(lambda rec=rec: len(rec.offsets("renew")) == 3)
+        assert [(o, e) for r, o, e, _, _ in rec.messages if r == "renew"] == [
+            (1, stale),
+            (2, stale),
+            (1, renewed.epoch),
+        ]
+
+
+async def test_renew_epoch_of_a_room_without_state_creates_one(cluster: Cluster) -> None:
+    snap = await cluster.a.renew_epoch("never-used", "whatever")
+    assert snap.epoch and snap.epoch != "whatever" and snap.top == 0
+    assert (await cluster.b.position("never-used")).epoch == snap.epoch
+
+
+# --- one frame template for both backplanes ------------------------------------------------------------
+
+
+async def test_memory_and_redis_build_byte_identical_frames(redis_url: str, redis_prefix: str) -> None:
+    """MemoryBroker builds frames with switchboard.protocol.codec; publish.lua
+    builds them in Lua. For the same room, epoch, offset and body they must
+    be the same bytes (live and in history)."""
+    room = "Rm-1_x.y:z"
+    sent = body('quotes " backslash \\ newline \n unicode ✓ \u2028 emoji 🎉 </script>', User("u:1", 'N "q"'))
+    events = Recorder("redis")
+    redis = RedisBroker(redis_url, prefix=redis_prefix)
+    try:
+        await redis.start(events)
+        await redis.subscribe(room)
+        result = await redis.publish(room, sent, None)
+        await events.until(lambda: len(events.offsets(room)) == 1)
+        redis_live = events.messages[0][4]
+        redis_stored = (await redis.read_last(room, 1)).frames[0]
+    finally:
+        await redis.close()
+        await delete_prefix(redis_url, redis_prefix)
+
+    hub = MemoryHub(history_size=10, idempotency_window_s=120, presence_entry_lifetime_s=15, presence_events_max=200)
+    hub.room(room).epoch = result.epoch  # the same epoch Redis chose
+    memory_events = Recorder("memory")
+    memory = MemoryBroker(hub)
+    await memory.start(memory_events)
+    await memory.subscribe(room)
+    assert (await memory.publish(room, sent, None)).offset == result.offset == 1
+    await memory_events.until(lambda: len(memory_events.offsets(room)) == 1)
+    memory_stored = (await memory.read_last(room, 1)).frames[0]
+    await memory.close()
+
+    assert memory_stored == redis_stored
+    assert memory_events.messages[0][4] == redis_live == redis_stored.decode()

@@ -370,13 +370,23 @@ def test_message_head_and_tail_make_the_message_frame() -> None:
     """The publish script splices offset, epoch and msg_id between head and
     tail; the result must be exactly a ``message`` frame."""
     body = frames.MessageBody(user=ALICE, text='say "hi"\n', ts=1_700_000_000_123)
-    raw = (
-        codec.message_head("room:1")
-        + b'7,"epoch":"ep","msg_id":"ep-7"'
-        + codec.message_tail(body)
-    )
+    raw = codec.message_frame("room:1", 7, "ep", body)
+    assert codec.message_position(7, "ep") == b'7,"epoch":"ep","msg_id":"ep-7"'
+    assert raw == codec.message_head("room:1") + codec.message_position(7, "ep") + codec.message_tail(body)
     message = msgspec.json.decode(raw, type=frames.Message)
     assert message == frames.Message(
         room="room:1", offset=7, epoch="ep", msg_id="ep-7", user=ALICE, text='say "hi"\n', ts=1_700_000_000_123
     )
     assert json.loads(raw)["type"] == "message"
+
+
+@settings(max_examples=100, deadline=None)
+@given(text=st.text(min_size=1, max_size=50), name=st.text(max_size=20), ts=st.integers(0, 2**53))
+def test_message_ts_reads_the_ts_of_any_message_frame(text: str, name: str, ts: int) -> None:
+    body = frames.MessageBody(user=frames.User("u", name), text=text, ts=ts)
+    assert codec.message_ts(codec.message_frame("r", 1, "ep", body).decode()) == ts
+
+
+@pytest.mark.parametrize("frame", ["", "{}", '{"type":"reset"}', '{"ts":"12"}', '{"x":1,"xts":5}', "12}"])
+def test_message_ts_of_something_else_is_none(frame: str) -> None:
+    assert codec.message_ts(frame) is None

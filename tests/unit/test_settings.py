@@ -4,6 +4,7 @@ secret's value); the process exits 2 with one clear line."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -43,7 +44,7 @@ def test_defaults() -> None:
     assert s.abuse_errors == 50
     assert (s.drain_notice_s, s.drain_timeout_s) == (2, 10)
     assert not s.memory_broker
-    assert s.node  # the hostname when NODE_ID is unset
+    assert s.presence_entry_lifetime_s == 15 and s.presence_refresh_interval_s == 7.5
 
 
 def test_values_are_parsed() -> None:
@@ -68,6 +69,25 @@ def test_values_are_parsed() -> None:
     assert load(ALLOWED_ORIGINS=" , ").allowed_origins is None
     for url in ("redis://h:1/0", "rediss://h", "unix:///tmp/r.sock"):
         assert load(REDIS_URL=url).redis_url == url
+
+
+def test_default_node_id_is_unique_per_worker() -> None:
+    first, second = load(), load(NODE_ID="  ")  # blank is unset
+    host = socket.gethostname()
+    assert first.node.startswith(f"{host}-{os.getpid()}-") and second.node.startswith(f"{host}-{os.getpid()}-")
+    assert first.node != second.node  # a random part: two workers with one pid (containers) differ too
+    assert load(NODE_ID=" gw-7 ").node == "gw-7"
+
+
+@pytest.mark.parametrize("value", ["gw 7", "x" * 65, "gw\t7"])
+def test_bad_node_id(value: str) -> None:
+    assert error_of(NODE_ID=value).startswith("NODE_ID=")
+
+
+def test_presence_timing_derives_from_presence_ttl() -> None:
+    s = load(PRESENCE_TTL="0.4")
+    assert s.presence_entry_lifetime_s == 0.2
+    assert s.presence_refresh_interval_s == 0.2  # never below 0.2 s
 
 
 def test_overrides_win() -> None:

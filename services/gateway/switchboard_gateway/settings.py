@@ -8,9 +8,10 @@ line and exits non-zero.
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 from urllib.parse import urlparse
 
@@ -81,6 +82,19 @@ def _secret(raw: str) -> str:
     return raw
 
 
+def _node_id(raw: str) -> str:
+    value = raw.strip()
+    if not value or len(value) > 64 or not value.isprintable() or " " in value:
+        raise ValueError("expected 1-64 printable characters without spaces")
+    return value
+
+
+def default_node_id() -> str:
+    """Unique per worker process, also with several on one host: the
+    hostname, the process id and a short random part."""
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}"
+
+
 def _log_level(raw: str) -> str:
     value = raw.strip().lower()
     if value not in ("critical", "error", "warning", "info", "debug"):
@@ -91,17 +105,25 @@ def _log_level(raw: str) -> str:
 _SECRET_ENVS = ("JWT_SECRET", "API_KEY")
 
 
-def _setting(env: str, cast: Callable[[str], Any], default: Any = None, required: bool = False) -> Any:
-    from dataclasses import field
-
-    return field(default=default, metadata={"env": env, "cast": cast, "required": required})
+def _setting(
+    env: str,
+    cast: Callable[[str], Any],
+    default: Any = None,
+    required: bool = False,
+    default_factory: Callable[[], Any] | None = None,
+    blank_is_unset: bool = False,
+) -> Any:
+    metadata = {"env": env, "cast": cast, "required": required, "blank_is_unset": blank_is_unset}
+    if default_factory is not None:
+        return field(default_factory=default_factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
 
 
 @dataclass(frozen=True)
 class Settings:
     host: str = _setting("HOST", str, "0.0.0.0")
     port: int = _setting("PORT", _port, 8000)
-    node_id: str = _setting("NODE_ID", str, "")  # "" -> the hostname
+    node_id: str = _setting("NODE_ID", _node_id, default_factory=default_node_id, blank_is_unset=True)
     redis_url: str = _setting("REDIS_URL", _redis_url, "redis://localhost:6379/0")
     redis_prefix: str = _setting("REDIS_PREFIX", str, "sb")
     jwt_secret: str = _setting("JWT_SECRET", _secret, required=True)
@@ -140,7 +162,7 @@ class Settings:
                 continue
             env, cast = f.metadata["env"], f.metadata["cast"]
             raw = environ.get(env)
-            if raw is None or (raw.strip() == "" and f.metadata["required"]):
+            if raw is None or (raw.strip() == "" and (f.metadata["required"] or f.metadata["blank_is_unset"])):
                 if f.metadata["required"]:
                     raise SettingsError(f"{env} is required but not set")
                 continue
@@ -156,7 +178,24 @@ class Settings:
 
     @property
     def node(self) -> str:
-        return self.node_id or socket.gethostname()
+        """This worker's name in ``welcome.node`` and in logs."""
+        return self.node_id
+
+    # PRESENCE_TTL is the contract's bound: a dead gateway's members are gone
+    # within it. Entries therefore live half of it after each refresh, and
+    # every gateway refreshes (and sweeps) every quarter: one late refresh is
+    # tolerated, and a dead gateway's entries expire and are swept within 3/4
+    # of PRESENCE_TTL (see presence.py).
+
+    @property
+    def presence_entry_lifetime_s(self) -> float:
+        """How long a presence entry lives after its last refresh."""
+        return self.presence_ttl_s / 2
+
+    @property
+    def presence_refresh_interval_s(self) -> float:
+        """How often a gateway refreshes its entries and sweeps expired ones."""
+        return max(0.2, self.presence_ttl_s / 4)
 
     @property
     def memory_broker(self) -> bool:

@@ -8,11 +8,7 @@ from switchboard_gateway.settings import Settings
 
 def create_broker(settings: Settings) -> Broker:
     """The broker the settings ask for: ``memory://`` or a Redis URL.
-
-    A presence entry lives PRESENCE_TTL/2 after each refresh; the node
-    refreshes and sweeps every PRESENCE_TTL/4 (``Node._presence_interval``),
-    so a dead gateway's members are gone within PRESENCE_TTL."""
-    entry_lifetime_s = settings.presence_ttl_s / 2
+    Presence entries live ``presence_entry_lifetime_s`` (see presence.py)."""
     if settings.memory_broker:
         from switchboard_gateway.broker.memory import MemoryBroker, MemoryHub
 
@@ -20,7 +16,7 @@ def create_broker(settings: Settings) -> Broker:
             MemoryHub(
                 history_size=settings.history_size,
                 idempotency_window_s=settings.idempotency_window_s,
-                presence_ttl_s=entry_lifetime_s,
+                presence_entry_lifetime_s=settings.presence_entry_lifetime_s,
                 presence_events_max=settings.presence_events_max,
             )
         )
@@ -32,7 +28,7 @@ def create_broker(settings: Settings) -> Broker:
         history_size=settings.history_size,
         history_ttl_s=settings.history_ttl_s,
         idempotency_window_s=settings.idempotency_window_s,
-        presence_ttl_s=entry_lifetime_s,
+        presence_ttl_s=settings.presence_entry_lifetime_s,  # RedisBroker's name for the entry lifetime
         presence_events_max=settings.presence_events_max,
     )
 

@@ -15,7 +15,10 @@ Guarantees a broker gives its node:
   ``BrokerEvents.on_message`` -- unless the broker's subscription connection
   drops, in which case the broker re-establishes it and calls
   ``on_resubscribed``; the node then compares positions and fills gaps.
-- ``read`` creates a room's epoch when it has none, so a position is stable.
+- Reads create a room's epoch when it has none, so a position is stable.
+- An offset is never reused under one epoch. When a node sees that the
+  backplane lost messages it had delivered (a failover), ``renew_epoch``
+  moves the room to a fresh epoch, once, however many nodes ask.
 - Presence keeps, per room, each live connection and each present user
   incrementally: a join, a leave or a listing costs the same whatever the
   room's size (no call reads the whole room). A user's first connection is
@@ -90,6 +93,11 @@ class Broker(Protocol):
 
     async def positions(self, rooms: list[str]) -> dict[str, tuple[str | None, int]]:
         """(epoch or None when the room has no state, newest offset) per room."""
+
+    async def renew_epoch(self, room: str, stale_epoch: str) -> Snapshot:
+        """Atomically: if the room's epoch is still `stale_epoch` (or it has
+        none), give it a fresh epoch at offset 0 and drop the old history.
+        Returns the room's position either way (no entries)."""
 
     async def publish_ephemeral(self, room: str, frame: bytes) -> None: ...
 

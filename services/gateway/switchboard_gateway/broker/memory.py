@@ -45,15 +45,15 @@ class MemoryHub:
     def __init__(
         self,
         *,
-        history_size: int = 1000,
-        idempotency_window_s: float = 120,
-        presence_ttl_s: float = 30.0,
-        presence_events_max: int = 200,
+        history_size: int,
+        idempotency_window_s: float,
+        presence_entry_lifetime_s: float,
+        presence_events_max: int,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.history_size = history_size
         self.idempotency_window_s = idempotency_window_s
-        self.presence_ttl_s = presence_ttl_s
+        self.presence_entry_lifetime_s = presence_entry_lifetime_s  # after each refresh
         self.presence_events_max = presence_events_max
         self.clock = clock
         self.rooms: dict[str, _Room] = {}
@@ -153,8 +153,8 @@ class MemoryHub:
 
 
 class MemoryBroker:
-    def __init__(self, hub: MemoryHub | None = None) -> None:
-        self.hub = hub or MemoryHub()
+    def __init__(self, hub: MemoryHub) -> None:
+        self.hub = hub
         self.events: BrokerEvents | None = None
         self.rooms: set[str] = set()
 
@@ -193,11 +193,7 @@ class MemoryBroker:
         state = hub.room(room)
         state.top += 1
         offset, epoch = state.top, state.epoch
-        frame = (
-            codec.message_head(room)
-            + f'{offset},"epoch":"{epoch}","msg_id":"{epoch}-{offset}"'.encode()
-            + codec.message_tail(body)
-        )
+        frame = codec.message_frame(room, offset, epoch, body)
         state.history.append((offset, frame))
         while len(state.history) > hub.history_size:
             state.history.popleft()
@@ -222,6 +218,14 @@ class MemoryBroker:
         history = self.hub.room(room).history
         return self._snapshot(room, list(history)[-count:] if count > 0 else [])
 
+    async def renew_epoch(self, room: str, stale_epoch: str) -> Snapshot:
+        state = self.hub.presence_room(room)
+        if not state.epoch or state.epoch == stale_epoch:
+            state.epoch = secrets.token_hex(4)
+            state.top = 0
+            state.history.clear()
+        return self._snapshot(room, [])
+
     def _snapshot(self, room: str, entries: list[tuple[int, bytes]]) -> Snapshot:
         state = self.hub.room(room)
         first = entries[0][0] if entries else 0
@@ -244,7 +248,7 @@ class MemoryBroker:
         hub = self.hub
         hub.sweep(room)
         state = hub.presence_room(room)
-        expiry = hub.clock() + hub.presence_ttl_s
+        expiry = hub.clock() + hub.presence_entry_lifetime_s
         for conn, user in entries:
             hub.add_presence(room, state, conn, user, expiry)
         hub.publish_count(room, state)

@@ -267,6 +267,9 @@ class RedisBroker:
     async def positions(self, rooms: list[str]) -> dict[str, tuple[str | None, int]]:
         return await _guard(self.backplane.positions(rooms))
 
+    async def renew_epoch(self, room: str, stale_epoch: str) -> Snapshot:
+        return await _guard(self.backplane.renew_epoch(room, stale_epoch))
+
     async def publish_ephemeral(self, room: str, frame: bytes) -> None:
         await _guard(self.backplane.publish_ephemeral(room, frame))
 

@@ -172,6 +172,13 @@ class Backplane:
         )
         return Snapshot(reply[0].decode(), int(reply[1]), int(reply[2]), reply[3:])
 
+    async def renew_epoch(self, room: str, stale_epoch: str) -> Snapshot:
+        """A fresh epoch (offset 0, history dropped) if the room's is still
+        `stale_epoch`; the room's position either way."""
+        k = self.keys(room)
+        epoch, top = await self._eval(scripts.RENEW_EPOCH, [k.meta, k.log], [stale_epoch, new_epoch(), self.history_ttl])
+        return Snapshot(epoch.decode(), int(top), 0, [])
+
     async def positions(self, rooms: list[str]) -> dict[str, tuple[str | None, int]]:
         """(epoch, newest offset) of each room, without creating anything;
         epoch None when the room has no history in Redis."""

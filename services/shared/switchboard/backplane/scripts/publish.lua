@@ -24,6 +24,7 @@ if not epoch then
   redis.call('HSET', KEYS[1], 'e', epoch, 's', 0)
 end
 local offset = redis.call('HINCRBY', KEYS[1], 's', 1)
+-- The middle part mirrors switchboard.protocol.codec.message_position byte for byte.
 local frame = ARGV[2] .. offset .. ',"epoch":"' .. epoch .. '","msg_id":"' .. epoch .. '-' .. offset .. '"' .. ARGV[3]
 redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[5], offset .. '-0', 'd', frame)
 redis.call('EXPIRE', KEYS[2], ARGV[6])
