@@ -320,3 +320,6 @@ backend {self.BACKEND}
         if reply:
             raise RuntimeError(f"haproxy: set server {name} state {state}: {reply}")
 
+
+
+from switchboard_harness.cluster import RedisClusterProcess  # noqa: E402  (uses free_port above)

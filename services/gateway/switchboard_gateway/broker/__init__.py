@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from switchboard.backplane.connect import ClusterMode
 from switchboard_gateway.broker.base import Broker, BrokerEvents, BrokerUnavailable
 from switchboard_gateway.settings import Settings
+
+
+_CLUSTER_MODES: dict[str, ClusterMode] = {"auto": "auto", "true": "true", "false": "false"}
 
 
 def create_broker(settings: Settings) -> Broker:
@@ -23,8 +27,12 @@ def create_broker(settings: Settings) -> Broker:
                 presence_ttl_s=entry_lifetime_s,
             )
         )
+    from switchboard.backplane.pipeline import Durability
     from switchboard_gateway.broker.redis import RedisBroker
 
+    durability = None
+    if settings.publish_durability == "replicas":
+        durability = Durability(replicas=1, timeout_ms=max(1, round(settings.durability_timeout_s * 1000)))
     return RedisBroker(
         settings.redis_url,
         prefix=settings.redis_prefix,
@@ -32,6 +40,8 @@ def create_broker(settings: Settings) -> Broker:
         history_ttl_s=settings.history_ttl_s,
         idempotency_window_s=settings.idempotency_window_s,
         presence_ttl_s=entry_lifetime_s,
+        cluster=_CLUSTER_MODES[settings.redis_cluster],
+        durability=durability,
     )
 
 

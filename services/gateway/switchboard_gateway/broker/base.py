@@ -16,6 +16,9 @@ Guarantees a broker gives its node:
   drops, in which case the broker re-establishes it and calls
   ``on_resubscribed``; the node then compares positions and fills gaps.
 - ``read`` creates a room's epoch when it has none, so a position is stable.
+- An offset is never reused under one epoch: when the backplane lost writes
+  (a Redis restart, a failover to a replica that lacked them),
+  ``renew_epoch`` starts a new epoch.
 
 Errors: any ``BrokerUnavailable`` (or a connection error it wraps) means the
 backplane is down; callers answer ``unavailable``.
@@ -43,8 +46,9 @@ class BrokerEvents(Protocol):
         """A frame that is not stored (``typing``, ``presence_join``/``_leave``)."""
 
     def on_resubscribed(self) -> None:
-        """The subscription connection was lost and is back: anything may have
-        been missed meanwhile."""
+        """A subscription connection was lost and is back, or rooms moved to
+        another shard (Redis Cluster): anything may have been missed
+        meanwhile."""
 
     def on_availability(self, available: bool) -> None:
         """The backplane went down or came back."""
@@ -78,6 +82,11 @@ class Broker(Protocol):
 
     async def positions(self, rooms: list[str]) -> dict[str, tuple[str | None, int]]:
         """(epoch or None when the room has no state, newest offset) per room."""
+
+    async def renew_epoch(self, room: str, stale_epoch: str) -> Snapshot:
+        """A fresh epoch at offset 0 (history dropped) if the room's epoch is
+        still `stale_epoch` -- the backplane lost writes that members already
+        saw, so offsets must not be reused -- else the room's position as is."""
 
     async def publish_ephemeral(self, room: str, frame: bytes) -> None: ...
 

@@ -139,7 +139,9 @@ class MemoryBroker:
         key = (room, body.user.id, client_msg_id or "")
         if client_msg_id is not None:
             prior = hub.idempotency.get(key)
-            if prior is not None and prior[2] > now:
+            current = hub.rooms.get(room)
+            # only a result of the room's current epoch stands (as in publish.lua)
+            if prior is not None and prior[2] > now and current is not None and prior[1] == current.epoch:
                 return PublishResult(prior[0], prior[1], True)
         state = hub.room(room)
         state.top += 1
@@ -184,6 +186,13 @@ class MemoryBroker:
             state = self.hub.rooms.get(name)
             out[name] = (state.epoch, state.top) if state and state.epoch else (None, 0)
         return out
+
+    async def renew_epoch(self, room: str, stale_epoch: str) -> Snapshot:
+        state = self.hub.presence_room(room)
+        if state.epoch in (stale_epoch, ""):
+            state.epoch, state.top = secrets.token_hex(4), 0
+            state.history.clear()
+        return self._snapshot(room, [])
 
     async def publish_ephemeral(self, room: str, frame: bytes) -> None:
         text = frame.decode()

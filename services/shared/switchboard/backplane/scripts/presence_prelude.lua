@@ -4,9 +4,10 @@
 -- KEYS[3] hash user id -> number of live connections in the room
 -- ARGV[1] pub/sub channel   ARGV[2] room as JSON   ARGV[3] now (ms)
 -- ARGV[4] key TTL (s): the keys vanish when no gateway refreshes them.
+-- ARGV[5] fan-out command: PUBLISH (one Redis) or SPUBLISH (cluster)
 -- A user's first connection publishes presence_join, its last one presence_leave.
 local function announce(kind, user)
-  redis.call('PUBLISH', ARGV[1],
+  redis.call(ARGV[5], ARGV[1],
     'e{"type":"presence_' .. kind .. '","room":' .. ARGV[2] .. ',"user":' .. user .. '}')
 end
 
