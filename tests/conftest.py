@@ -72,6 +72,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             drop.append(item)
         elif topology == "cluster" and "single_redis" in item.keywords:
             drop.append(item)  # restarts the one redis-server: see its cluster counterpart
+        elif topology == "standalone" and "cluster_only" in item.keywords:
+            drop.append(item)  # about the cluster itself (sharding, failover, resharding)
         else:
             keep.append(item)
     if drop:

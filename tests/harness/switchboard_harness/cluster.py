@@ -86,6 +86,7 @@ class RedisClusterProcess:
         self.node_timeout_ms = node_timeout_ms
         self.dir = tempfile.mkdtemp(prefix="switchboard-cluster-")
         self.nodes: list[ClusterNode] = []
+        self._served_before_kill: dict[int, list[tuple[int, int]]] = {}
         for index in range(primaries * (1 + replicas)):
             node_dir = os.path.join(self.dir, f"node{index}")
             os.makedirs(node_dir)
@@ -138,6 +139,8 @@ class RedisClusterProcess:
         argv = [
             "redis-server", "--port", str(node.port), "--bind", "127.0.0.1", "--protected-mode", "no",
             "--dir", node.dir, "--save", "", "--appendonly", "no",
+            # replicas sync at once (the default waits 5 s for more replicas)
+            "--repl-diskless-sync-delay", "0",
             "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
             "--cluster-port", str(node.bus_port),
             "--cluster-node-timeout", str(self.node_timeout_ms),
@@ -264,18 +267,27 @@ class RedisClusterProcess:
         """kill -9 of one node (nothing is flushed, no goodbye)."""
         node = self._node(port)
         assert node.proc is not None
+        self._served_before_kill[port] = self.slots_of(port)
         node.proc.send_signal(signal.SIGKILL)
         node.proc.wait(10)
 
+    def restart(self, port: int, timeout: float = 30.0) -> None:
+        """Start a killed node again with its cluster config (no data: it
+        rejoins as a replica of whoever took its slots, and resyncs)."""
+        node = self._node(port)
+        assert not node.alive, f"node {port} is running"
+        self._spawn(node)
+        _wait(lambda: self.command(port, "PING"), 10, f"redis node {port} restarted")
+        self.wait_healthy(timeout)
+
     def wait_failover(self, old_primary: int, timeout: float = 30.0) -> int:
         """After ``kill(old_primary)``: waits until its slots are served by a
-        live node everywhere; returns that node's port."""
-        before = [s for s, p in self.slot_owners().items() if p == old_primary] or None
+        live node everywhere (its replica, promoted); returns that node's port."""
+        served = self._served_before_kill.get(old_primary)
+        if not served:
+            raise ValueError(f"{old_primary} served no slots when it was killed")
         self.wait_healthy(timeout)
-        owners = self.slot_owners()
-        if before:
-            return owners[before[0]]
-        return next(p for p in owners.values() if p != old_primary)
+        return self.owner_of_slot(served[0][0])
 
     def cut_replication(self, replica_port: int) -> None:
         """Stop ``replica_port`` from receiving its primary's writes while both

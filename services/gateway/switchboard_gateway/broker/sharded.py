@@ -48,7 +48,7 @@ _BATCH = 512  # channels per SSUBSCRIBE
 _CONFIRM_TIMEOUT_S = 5.0
 _CONNECT_TIMEOUT_S = 3.0
 _BACKOFF_MIN_S = 0.1
-_BACKOFF_MAX_S = 2.0
+_BACKOFF_MAX_S = 1.0
 
 
 @dataclass
@@ -434,19 +434,27 @@ class ShardedSubscriber:
 
     async def _reconcile_forever(self) -> None:
         backoff = _BACKOFF_MIN_S
+        failing = False
         while True:
             await self._dirty.wait()
             self._dirty.clear()
             try:
                 await self._reconcile()
-                backoff = _BACKOFF_MIN_S
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("resubscribing after a topology change failed (%s: %s); retrying", type(exc).__name__, exc)
+                # once per outage: a shard failing over takes seconds of retries
+                (log.debug if failing else log.warning)(
+                    "resubscribing after a topology change failed (%s: %s); retrying", type(exc).__name__, exc
+                )
+                failing = True
                 self._mark(refresh=True)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, _BACKOFF_MAX_S)
+                continue
+            if failing:
+                log.warning("subscriptions restored on the current shard owners")
+            failing, backoff = False, _BACKOFF_MIN_S
 
     async def _reconcile(self) -> None:
         """Subscribe every wanted room on the primary that owns it now."""
