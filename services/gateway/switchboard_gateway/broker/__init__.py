@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import re
+
 from switchboard.backplane.connect import ClusterMode
 from switchboard_gateway.broker.base import Broker, BrokerEvents, BrokerUnavailable
 from switchboard_gateway.settings import Settings
 
 
 _CLUSTER_MODES: dict[str, ClusterMode] = {"auto": "auto", "true": "true", "false": "false"}
+
+
+def subscription_client_name(node: str) -> str:
+    """``switchboard-sub-<node>``: the gateway's subscription connections in
+    ``CLIENT LIST`` (Redis allows no spaces or newlines there)."""
+    return "switchboard-sub-" + re.sub(r"[^A-Za-z0-9_.:-]", "_", node)
 
 
 def create_broker(settings: Settings) -> Broker:
@@ -42,6 +50,7 @@ def create_broker(settings: Settings) -> Broker:
         presence_ttl_s=entry_lifetime_s,
         cluster=_CLUSTER_MODES[settings.redis_cluster],
         durability=durability,
+        client_name=subscription_client_name(settings.node),
     )
 
 

@@ -59,6 +59,7 @@ class RedisBroker:
         liveness_s: float = 2.0,
         cluster: ClusterMode = "auto",
         durability: Durability | None = None,
+        client_name: str | None = None,
     ) -> None:
         self._urls = split_urls(url)
         if not self._urls:
@@ -67,6 +68,7 @@ class RedisBroker:
         self._durability = durability
         self._prefix = prefix
         self._liveness_s = liveness_s
+        self._client_name = client_name
         self._history_size = history_size
         self._history_ttl_s = history_ttl_s
         self._idempotency_window_s = idempotency_window_s
@@ -145,7 +147,11 @@ class RedisBroker:
         subscriber: StandaloneSubscriber | ShardedSubscriber
         if isinstance(commands, ClusterCommands):
             subscriber = ShardedSubscriber(
-                commands, prefix=self._prefix, channel_of=channel_of, liveness_s=self._liveness_s
+                commands,
+                prefix=self._prefix,
+                channel_of=channel_of,
+                liveness_s=self._liveness_s,
+                client_name=self._client_name,
             )
         else:
             redis = commands.redis
@@ -155,6 +161,7 @@ class RedisBroker:
                 channel_of=channel_of,
                 on_connect=lambda: load_scripts(redis),
                 liveness_s=self._liveness_s,
+                client_name=self._client_name,
             )
         self._backplane, self._subscriber = backplane, subscriber
         log.info("backplane: %s", "redis cluster (sharded pub/sub)" if cluster else "one redis server")

@@ -232,8 +232,10 @@ class ShardedSubscriber:
         channel_of: Callable[[str], str],
         liveness_s: float = 2.0,
         check_interval_s: float = 1.0,
+        client_name: str | None = None,
     ) -> None:
         self.cluster = cluster
+        self._client_name = client_name  # how the links show in CLIENT LIST
         self.liveness_s = liveness_s
         self._prefix = prefix
         self._channel_of = channel_of
@@ -417,7 +419,8 @@ class ShardedSubscriber:
                 del self._connecting[address]
 
     async def _connect(self, address: Address) -> _Link:
-        conn = self.cluster.node(address).redis.connection_pool.make_connection()
+        pool = self.cluster.node(address).redis.connection_pool
+        conn = pool.connection_class(**{**pool.connection_kwargs, "client_name": self._client_name})
         try:
             async with asyncio.timeout(_CONNECT_TIMEOUT_S):
                 await conn.connect()

@@ -47,8 +47,10 @@ class StandaloneSubscriber:
         channel_of: Callable[[str], str],
         on_connect: Callable[[], Awaitable[None]],
         liveness_s: float = 2.0,
+        client_name: str | None = None,
     ) -> None:
-        self._pool = ConnectionPool.from_url(url, **connection_options())
+        # client_name: how the connection shows in CLIENT LIST (which gateway holds it)
+        self._pool = ConnectionPool.from_url(url, **connection_options(), client_name=client_name)
         self._prefix = prefix
         self._channel_of = channel_of
         self._on_connect = on_connect
