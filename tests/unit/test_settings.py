@@ -43,6 +43,7 @@ def test_defaults() -> None:
     assert (s.drain_notice_s, s.drain_timeout_s) == (2, 10)
     assert not s.memory_broker
     assert s.node  # the hostname when NODE_ID is unset
+    assert (s.redis_cluster, s.publish_durability, s.durability_timeout_s) == ("auto", "primary", 1.0)
 
 
 def test_values_are_parsed() -> None:
@@ -64,6 +65,31 @@ def test_values_are_parsed() -> None:
     assert load(ALLOWED_ORIGINS=" , ").allowed_origins is None
     for url in ("redis://h:1/0", "rediss://h", "unix:///tmp/r.sock"):
         assert load(REDIS_URL=url).redis_url == url
+
+
+def test_cluster_settings() -> None:
+    s = load(
+        REDIS_URL=" redis://10.0.0.1:7000 , rediss://:pw@node-b:7001 ",
+        REDIS_CLUSTER="TRUE",
+        PUBLISH_DURABILITY="Replicas",
+        DURABILITY_TIMEOUT="0.25",
+    )
+    assert s.redis_url == "redis://10.0.0.1:7000,rediss://:pw@node-b:7001"
+    assert (s.redis_cluster, s.publish_durability, s.durability_timeout_s) == ("true", "replicas", 0.25)
+    assert load(REDIS_URL="redis://a:1,redis://b:2").redis_cluster == "auto"  # several seeds: detected
+    assert load(REDIS_CLUSTER="false").redis_cluster == "false"
+
+
+@pytest.mark.parametrize(
+    ("env", "words"),
+    [
+        ({"REDIS_URL": "redis://a:1,redis://b:2", "REDIS_CLUSTER": "false"}, ["REDIS_URL", "REDIS_CLUSTER"]),
+        ({"REDIS_URL": "memory://", "REDIS_CLUSTER": "true"}, ["REDIS_CLUSTER", "memory"]),
+    ],
+)
+def test_cluster_settings_that_contradict_each_other(env: dict[str, str], words: list[str]) -> None:
+    message = error_of(**env)
+    assert all(word in message for word in words) and "\n" not in message
 
 
 def test_overrides_win() -> None:
@@ -93,6 +119,15 @@ def test_overrides_win() -> None:
         ("DRAIN_TIMEOUT", "0"),
         ("LOG_LEVEL", "loud"),
         ("GUEST_TOKEN_TTL", "x"),
+        ("REDIS_URL", "redis://a:1,http://b:2"),
+        ("REDIS_URL", "redis://a:1,unix:///tmp/r.sock"),
+        ("REDIS_URL", "redis://a:1,memory://"),
+        ("REDIS_URL", "redis://a:1,,redis://b:2"),
+        ("REDIS_CLUSTER", "maybe"),
+        ("REDIS_CLUSTER", "yes"),
+        ("PUBLISH_DURABILITY", "all"),
+        ("DURABILITY_TIMEOUT", "0"),
+        ("DURABILITY_TIMEOUT", "-1"),
     ],
 )
 def test_bad_value_names_its_variable(env: str, value: str) -> None:
@@ -147,6 +182,7 @@ def run_main(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     ("env", "variable"),
     [
         ({"JWT_SECRET": SECRET, "PORT": "abc"}, "PORT"),
+        ({"JWT_SECRET": SECRET, "PUBLISH_DURABILITY": "all"}, "PUBLISH_DURABILITY"),
         ({"JWT_SECRET": "too-short-secret"}, "JWT_SECRET"),
         ({}, "JWT_SECRET"),
     ],

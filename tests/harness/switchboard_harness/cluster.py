@@ -315,32 +315,50 @@ class RedisClusterProcess:
             raise LookupError(f"{replica_port} is not a replica")
         return int(info["master_port"])
 
-    def migrate_slot(self, slot: int, target_port: int, keys_per_call: int = 100) -> int:
+    def migrate_slot(self, slot: int, target_port: int) -> int:
         """Move one slot, with its keys, to ``target_port`` (a primary) the way
         ``redis-cli --cluster reshard`` does: IMPORTING/MIGRATING, MIGRATE
         KEYS in batches, then SETSLOT NODE on the target, the source and every
         other primary. Returns the number of keys moved."""
+        source_port = self.begin_migration(slot, target_port)
+        moved = self.migrate_keys(slot, source_port, target_port)
+        self.finish_migration(slot, target_port)
+        return moved
+
+    def begin_migration(self, slot: int, target_port: int) -> int:
+        """IMPORTING on the target, MIGRATING on the source; returns the source."""
         source_port = self.owner_of_slot(slot)
         if source_port == target_port:
             raise ValueError(f"slot {slot} is already on {target_port}")
-        source_id, target_id = self.node_id(source_port), self.node_id(target_port)
-        self.command(target_port, "CLUSTER", "SETSLOT", slot, "IMPORTING", source_id)
-        self.command(source_port, "CLUSTER", "SETSLOT", slot, "MIGRATING", target_id)
+        self.command(target_port, "CLUSTER", "SETSLOT", slot, "IMPORTING", self.node_id(source_port))
+        self.command(source_port, "CLUSTER", "SETSLOT", slot, "MIGRATING", self.node_id(target_port))
+        return source_port
+
+    def migrate_keys(
+        self, slot: int, source_port: int, target_port: int, keys: list[str] | None = None, per_call: int = 100
+    ) -> int:
+        """MIGRATE the given keys (default: every key of the slot, in batches)."""
+        auth: list[Any] = ["AUTH", self.password] if self.password else []
         moved = 0
         while True:
-            keys = self.command(source_port, "CLUSTER", "GETKEYSINSLOT", slot, keys_per_call)
-            if not keys:
-                break
-            auth: list[Any] = ["AUTH", self.password] if self.password else []
-            self.command(source_port, "MIGRATE", "127.0.0.1", target_port, "", 0, 5000, *auth, "KEYS", *keys)
-            moved += len(keys)
-        self.command(target_port, "CLUSTER", "SETSLOT", slot, "NODE", target_id)
-        self.command(source_port, "CLUSTER", "SETSLOT", slot, "NODE", target_id)
-        for port in self.primary_ports():
-            if port not in (source_port, target_port):
-                self.command(port, "CLUSTER", "SETSLOT", slot, "NODE", target_id)
+            batch = keys if keys is not None else self.command(source_port, "CLUSTER", "GETKEYSINSLOT", slot, per_call)
+            if not batch:
+                return moved
+            self.command(source_port, "MIGRATE", "127.0.0.1", target_port, "", 0, 5000, *auth, "KEYS", *batch)
+            moved += len(batch)
+            if keys is not None:
+                return moved
+
+    def finish_migration(self, slot: int, target_port: int) -> None:
+        """Move whatever keys are left, then SETSLOT NODE everywhere."""
+        target_id = self.node_id(target_port)
+        source_port = self.owner_of_slot(slot)
+        if source_port != target_port:
+            self.migrate_keys(slot, source_port, target_port)
+        ports = [target_port, source_port] + [p for p in self.primary_ports() if p not in (source_port, target_port)]
+        for port in dict.fromkeys(ports):
+            self.command(port, "CLUSTER", "SETSLOT", slot, "NODE", target_id)
         self.wait_healthy()
-        return moved
 
     def pubsub_shard_channels(self, port: int) -> list[str]:
         return sorted(c.decode() if isinstance(c, bytes) else c for c in self.command(port, "PUBSUB", "SHARDCHANNELS"))
