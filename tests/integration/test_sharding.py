@@ -105,12 +105,15 @@ async def test_rooms_subscribe_on_their_shard_only(start_gateway, redis_url: str
                 assert (await client.leave(room))["type"] == "left"
         remaining = {channel(room) for room in rooms[ROOMS // 2 :]}
         for port, expected in by_owner.items():
-            await eventually(lambda: view.shard_channels(port, redis_prefix) == expected & remaining, f"on {port}")
-        await clients[0].close()  # gw-a has no members left
-        for port in view.clients:
-            links = view.subscription_connections(port, subscription_client_name("gw-a"))
             await eventually(
-                lambda: all(int(c["ssub"]) == 0 for c in view.subscription_connections(port, links[0]["name"])),
+                lambda port=port, expected=expected: view.shard_channels(port, redis_prefix) == expected & remaining,
+                f"on {port}",
+            )
+        await clients[0].close()  # gw-a has no members left
+        name = subscription_client_name("gw-a")
+        for port in view.clients:
+            await eventually(
+                lambda port=port: all(int(c["ssub"]) == 0 for c in view.subscription_connections(port, name)),
                 f"gw-a unsubscribed everything on {port}",
             )
             # gw-b still delivers its rooms

@@ -435,7 +435,8 @@ async def test_killed_shard_subscriptions_lose_nothing(start_gateway, redis_clus
         running = [asyncio.create_task(p.run()) for p in pubs]
         killed = 0
         for round_ in range(3):
-            await wait_until(lambda: min(len(p.acks) for p in pubs) >= 20 * (round_ + 1), 20, f"round {round_}")
+            wanted = 20 * (round_ + 1)
+            await wait_until(lambda wanted=wanted: min(len(p.acks) for p in pubs) >= wanted, 20, f"round {round_}")
             for port in cluster.primary_ports():
                 killed += int(cluster.command(port, "CLIENT", "KILL", "TYPE", "pubsub"))
         await wait_until(lambda: min(len(p.acks) for p in pubs) >= 80, 20, "traffic after the kills")

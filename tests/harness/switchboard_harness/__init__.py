@@ -322,4 +322,4 @@ backend {self.BACKEND}
 
 
 
-from switchboard_harness.cluster import RedisClusterProcess  # noqa: E402  (uses free_port above)
+from switchboard_harness.cluster import RedisClusterProcess as RedisClusterProcess  # noqa: E402  (needs free_port)

@@ -31,13 +31,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import MovedError, RedisError, ResponseError
+from redis.typing import EncodableT
 
 from switchboard.backplane.cluster import Address, ClusterCommands, slot_of
+from switchboard.backplane.commands import open_connection
 from switchboard.backplane.keys import room_of_channel
 from switchboard_gateway.broker.base import BrokerEvents, BrokerUnavailable
 from switchboard_gateway.broker.payload import dispatch
@@ -100,7 +102,7 @@ class _Link:
                 by_slot: dict[int, list[bytes]] = {}
                 for channel in batch:
                     by_slot.setdefault(slot_of(channel), []).append(channel)
-                commands = []
+                commands: list[Sequence[EncodableT]] = []
                 for channels in by_slot.values():
                     for i in range(0, len(channels), _BATCH):
                         chunk = channels[i : i + _BATCH]
@@ -125,7 +127,7 @@ class _Link:
         self._pending.append(_Pending(b"ping"))
         await self._send([("PING",)])
 
-    async def _send(self, commands: list[tuple[object, ...]]) -> None:
+    async def _send(self, commands: list[Sequence[EncodableT]]) -> None:
         async with self._write_lock:
             await self.conn.send_packed_command(self.conn.pack_commands(commands))
 
@@ -423,7 +425,7 @@ class ShardedSubscriber:
         conn = pool.connection_class(**{**pool.connection_kwargs, "client_name": self._client_name})
         try:
             async with asyncio.timeout(_CONNECT_TIMEOUT_S):
-                await conn.connect()
+                await open_connection(conn)
         except BaseException as exc:
             await conn.disconnect(nowait=True)
             self.cluster.request_refresh()

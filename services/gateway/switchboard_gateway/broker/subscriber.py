@@ -27,7 +27,7 @@ from redis.asyncio import ConnectionPool
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import RedisError
 
-from switchboard.backplane.commands import connection_options
+from switchboard.backplane.commands import connection_options, open_connection
 from switchboard.backplane.keys import room_of_channel
 from switchboard_gateway.broker.base import BrokerEvents, BrokerUnavailable
 from switchboard_gateway.broker.payload import dispatch
@@ -118,8 +118,8 @@ class StandaloneSubscriber:
             backoff = min(backoff * 2, BACKOFF_MAX_S)
 
     async def _connect(self) -> None:
-        conn = self._pool.make_connection()
-        await conn.connect()
+        conn = self._pool.connection_class(**self._pool.connection_kwargs)
+        await open_connection(conn)
         await self._on_connect()  # e.g. Redis may have restarted without the scripts
         self._conn = conn
 

@@ -32,13 +32,12 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from redis.asyncio import Redis
 from redis.crc import key_slot
 from redis.exceptions import AskError, ClusterDownError, MovedError, RedisError, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from switchboard.backplane.commands import load_scripts, redis_from_url
+from switchboard.backplane.commands import command, load_scripts, redis_from_url
 from switchboard.backplane.pipeline import AutoPipeline, Durability
 
 log = logging.getLogger("switchboard.cluster")
@@ -194,7 +193,7 @@ class ClusterCommands:
             node = self.node(address)
             try:
                 async with asyncio.timeout(_REFRESH_TIMEOUT_S):
-                    reply = await node.redis.execute_command("CLUSTER", "SLOTS")
+                    reply = await command(node.redis, "CLUSTER", "SLOTS")
             except (RedisError, OSError, TimeoutError) as exc:
                 errors.append(f"{address[0]}:{address[1]}: {exc or type(exc).__name__}")
                 continue
@@ -285,7 +284,7 @@ class ClusterCommands:
         for address in known:
             try:
                 async with asyncio.timeout(_REFRESH_TIMEOUT_S):
-                    info = await self.node(address).redis.execute_command("CLUSTER", "INFO")
+                    info = await command(self.node(address).redis, "CLUSTER", "INFO")
             except (RedisError, OSError, TimeoutError):
                 continue
             text = info.decode() if isinstance(info, bytes) else str(info)

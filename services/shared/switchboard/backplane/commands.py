@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.connection import AbstractConnection
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -34,6 +35,15 @@ def redis_from_url(url: str, **overrides: Any) -> Redis:
     """A client that owns its (blocking, bounded) pool: ``aclose`` disconnects it."""
     options = {**connection_options(), **overrides}
     return Redis.from_pool(BlockingConnectionPool.from_url(url, max_connections=POOL_SIZE, timeout=5, **options))
+
+
+async def command(redis: Redis, *args: Any) -> Any:
+    """One command outside the auto-pipeline (topology questions)."""
+    return await redis.execute_command(*args)  # type: ignore[no-untyped-call]  # untyped in redis-py 8.1
+
+
+async def open_connection(conn: AbstractConnection) -> None:
+    await conn.connect()  # type: ignore[no-untyped-call]  # untyped in redis-py 8.1
 
 
 async def load_scripts(redis: Redis) -> None:

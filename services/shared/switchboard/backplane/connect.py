@@ -15,7 +15,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from switchboard.backplane.cluster import ClusterCommands
-from switchboard.backplane.commands import Commands, StandaloneCommands, connection_options
+from switchboard.backplane.commands import Commands, StandaloneCommands, command, connection_options
 from switchboard.backplane.pipeline import Durability
 from switchboard.backplane.store import Backplane
 
@@ -30,7 +30,7 @@ async def is_cluster_node(url: str) -> bool:
     """Whether the server at `url` runs with ``cluster-enabled yes``."""
     redis = Redis.from_url(url, **connection_options())
     try:
-        info = await redis.execute_command("INFO", "cluster")
+        info = await command(redis, "INFO", "cluster")
     finally:
         await redis.aclose()
     if isinstance(info, dict):

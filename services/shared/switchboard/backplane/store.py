@@ -156,7 +156,8 @@ class Backplane:
         args += [now_ms + int(self.presence_ttl * 1000), "1" if want_members else "0"]
         for conn, user in entries:
             args += [conn, user]
-        return await self._eval(scripts.PRESENCE_UPSERT, k.presence_keys(), args)
+        members: list[bytes] = await self._eval(scripts.PRESENCE_UPSERT, k.presence_keys(), args)
+        return members
 
     async def presence_remove(self, room: str, conns: list[str], now_ms: int) -> None:
         k = self.keys(room)
@@ -164,7 +165,8 @@ class Backplane:
 
     async def presence_members(self, room: str, now_ms: int) -> list[bytes]:
         k = self.keys(room)
-        return await self._eval(scripts.PRESENCE_MEMBERS, k.presence_keys(), self._presence_args(k, now_ms))
+        members: list[bytes] = await self._eval(scripts.PRESENCE_MEMBERS, k.presence_keys(), self._presence_args(k, now_ms))
+        return members
 
     async def presence_sweep(self, rooms: list[str], now_ms: int) -> None:
         """Expire connections that nobody refreshed (their gateway died)."""
