@@ -145,3 +145,20 @@ async def test_one_dead_primary_leaves_the_other_shards_alone(
     snap = await backplane.read_last(dead_room, 10)  # idempotent: follows the failover
     assert snap.top == 1
     assert commands_of(backplane).owner("{" + dead_room + "}") == ("127.0.0.1", promoted)
+
+
+async def test_a_one_primary_cluster_works_too() -> None:
+    """The harness builds clusters redis-cli refuses (fewer than 3 primaries),
+    for the benchmark's 1-vs-3 comparison; the backplane runs on them."""
+    cluster = RedisClusterProcess(primaries=1, replicas=1).start()
+    try:
+        assert len(cluster.primary_ports()) == 1 and len(cluster.pids()) == 2
+        commands = ClusterCommands(cluster.url.split(","), Durability(replicas=1, timeout_ms=1000))
+        try:
+            durable = Backplane(commands, prefix="one", durable=True)
+            results = [await durable.publish(f"r{n}", body("hi")) for n in range(5)]
+            assert [r.offset for r in results] == [1] * 5
+        finally:
+            await commands.close()
+    finally:
+        cluster.cleanup()

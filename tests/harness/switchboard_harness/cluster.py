@@ -121,19 +121,49 @@ class RedisClusterProcess:
                 self._spawn(node)
             for node in self.nodes:
                 _wait(lambda node=node: self.command(node.port, "PING"), 10, f"redis node {node.port}")
-            argv = ["redis-cli", "--cluster", "create", *(n.address for n in self.nodes),
-                    "--cluster-replicas", str(self.replicas_wanted), "--cluster-yes"]
-            env = {**os.environ}
-            if self.password:
-                env["REDISCLI_AUTH"] = self.password
-            created = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env)
-            if created.returncode != 0:
-                raise RuntimeError(f"redis-cli --cluster create failed:\n{created.stdout}\n{created.stderr}")
+            if self.primaries_wanted >= 3:
+                self._create_with_redis_cli(timeout)
+            else:
+                self._create_by_hand(timeout)
             self.wait_healthy(timeout)
         except BaseException:
             self.cleanup()
             raise
         return self
+
+    def _create_with_redis_cli(self, timeout: float) -> None:
+        argv = ["redis-cli", "--cluster", "create", *(n.address for n in self.nodes),
+                "--cluster-replicas", str(self.replicas_wanted), "--cluster-yes"]
+        env = {**os.environ}
+        if self.password:
+            env["REDISCLI_AUTH"] = self.password
+        created = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env, check=False)
+        if created.returncode != 0:
+            raise RuntimeError(f"redis-cli --cluster create failed:\n{created.stdout}\n{created.stderr}")
+
+    def _create_by_hand(self, timeout: float) -> None:
+        """Fewer than 3 primaries (redis-cli refuses them; the benchmark
+        compares 1 with 3): slots split evenly, every node met, replicas
+        attached to the primaries in turn."""
+        primaries = self.nodes[: self.primaries_wanted]
+        share = SLOTS // len(primaries)
+        for index, node in enumerate(primaries):
+            first = index * share
+            last = SLOTS - 1 if index == len(primaries) - 1 else first + share - 1
+            self.command(node.port, "CLUSTER", "ADDSLOTSRANGE", first, last)
+        for node in self.nodes[1:]:
+            self.command(node.port, "CLUSTER", "MEET", "127.0.0.1", self.nodes[0].port, self.nodes[0].bus_port)
+
+        def all_met() -> bool:
+            return all(len(self._nodes_lines(n.port)) == len(self.nodes) for n in self.nodes)
+
+        _wait(all_met, timeout, "every node met every other")
+        for index, node in enumerate(self.nodes[len(primaries) :]):
+            self.command(node.port, "CLUSTER", "REPLICATE", self.node_id(primaries[index % len(primaries)].port))
+
+    def pids(self) -> dict[int, int]:
+        """port -> pid of every running node (CPU accounting in the benchmark)."""
+        return {n.port: n.proc.pid for n in self.nodes if n.proc is not None and n.alive}
 
     def _spawn(self, node: ClusterNode) -> None:
         argv = [
