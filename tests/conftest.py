@@ -7,7 +7,8 @@ primaries + 3 replicas (``[cluster]``). ``--topology standalone|cluster``
 runs one of them only. A test that is inherently single-node (it restarts
 the one redis-server) is marked ``single_redis`` and runs on the standalone
 topology only; its cluster counterpart lives in
-tests/reliability/test_cluster_faults.py.
+tests/reliability/test_cluster_faults.py. A test about the cluster itself is
+marked ``cluster_only``; browser tests run on the standalone topology only.
 
 One Redis, in this order: ``REDIS_URL`` from the environment; a
 testcontainers Redis when a Docker engine runs and the image is present
@@ -72,6 +73,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             drop.append(item)
         elif topology == "cluster" and "single_redis" in item.keywords:
             drop.append(item)  # restarts the one redis-server: see its cluster counterpart
+        elif topology == "cluster" and "browser" in item.keywords:
+            drop.append(item)  # the browser client does not see the topology: once is enough
         elif topology == "standalone" and "cluster_only" in item.keywords:
             drop.append(item)  # about the cluster itself (sharding, failover, resharding)
         else:

@@ -89,14 +89,6 @@ class RedisBroker:
             raise BrokerUnavailable("redis has not been reached yet")
         return self._backplane
 
-    @property
-    def subscriber(self) -> StandaloneSubscriber | ShardedSubscriber | None:
-        return self._subscriber
-
-    @property
-    def is_cluster(self) -> bool:
-        return self._backplane is not None and self._backplane.commands.sharded
-
     async def start(self, events: BrokerEvents) -> None:
         if self._cluster_mode != "auto":
             await self._build(events, self._cluster_mode == "true")

@@ -261,14 +261,6 @@ class ShardedSubscriber:
     def available(self) -> bool:
         return self._available
 
-    def links(self) -> dict[Address, int]:
-        """Subscription connections per primary (for tests and metrics): rooms each delivers."""
-        counts = {address: 0 for address in self._links}
-        for link in self._where.values():
-            if link.alive:
-                counts[link.address] = counts.get(link.address, 0) + 1
-        return counts
-
     async def start(self, events: BrokerEvents) -> None:
         self._events = events
         try:
@@ -308,6 +300,7 @@ class ShardedSubscriber:
         self._set_available(await self.cluster.cluster_ok())
 
     async def _check_forever(self) -> None:
+        failing = False
         while True:
             await asyncio.sleep(self._check_interval_s)
             try:
@@ -315,9 +308,14 @@ class ShardedSubscriber:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("redis cluster check failed: %s", exc)
+                (log.debug if failing else log.warning)("redis cluster check failed: %s", exc)
+                failing = True
                 self._set_available(False)
                 self._mark(refresh=True)
+                continue
+            if failing:
+                log.warning("redis cluster check succeeds again")
+            failing = False
 
     # --- the node's calls ----------------------------------------------------------------------
 
