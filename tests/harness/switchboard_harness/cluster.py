@@ -319,6 +319,16 @@ class RedisClusterProcess:
         self.wait_healthy(timeout)
         return self.owner_of_slot(served[0][0])
 
+    def manual_failover(self, replica_port: int, timeout: float = 30.0) -> int:
+        """``CLUSTER FAILOVER`` on a replica: it takes over its primary's slots
+        with no write lost, and the old primary becomes its replica (both
+        stay up). Returns the old primary's port."""
+        old_primary = self._primary_of(replica_port)
+        self.command(replica_port, "CLUSTER", "FAILOVER")
+        _wait(lambda: self.command(replica_port, "ROLE")[0] in (b"master", "master"), timeout, "manual failover")
+        self.wait_healthy(timeout)
+        return old_primary
+
     def cut_replication(self, replica_port: int) -> None:
         """Stop ``replica_port`` from receiving its primary's writes while both
         stay up (needs a password): the replica is given a wrong one, then its
