@@ -14,7 +14,8 @@ test gets its own cluster of six ``redis-server --cluster-enabled yes``
   manual failover (the primary demoted while it stays up);
 - recovery with ``since`` across a failover;
 - every gateway's shard subscription connections killed, repeatedly;
-- ``/readyz`` follows ``cluster_state``.
+- the cluster down (a minority left) and back empty: ``/readyz`` follows
+  ``cluster_state``, rooms that lost their history get a ``reset``.
 """
 
 from __future__ import annotations
@@ -521,26 +522,57 @@ async def test_killed_shard_subscriptions_lose_nothing(start_gateway, redis_clus
 # --- readiness ------------------------------------------------------------------------------------------------
 
 
-async def test_readiness_follows_cluster_state(start_gateway, redis_cluster: RedisClusterProcess, token) -> None:
-    """Two of three primaries gone: the rest of the cluster is a minority,
-    ``cluster_state:fail``, and the gateway says so on /readyz; back when the
-    cluster is whole again. Sockets stay open throughout."""
+async def test_cluster_down_and_back_empty(start_gateway, redis_cluster: RedisClusterProcess, token) -> None:
+    """The cluster counterpart of test_redis_restart.py. Two of three
+    primaries are killed: the rest is a minority, ``cluster_state:fail``, and
+    /readyz says so; publishes are answered ``unavailable``; sockets stay. The
+    two come back without their data (no persistence here, and their replicas
+    could not be promoted without a majority): rooms there get a ``reset`` by
+    themselves, without new traffic, then offsets from 1; a room on the
+    surviving shard keeps its epoch and history."""
     cluster = redis_cluster
-    gateway = start_gateway(NODE_ID="gw-a", redis=cluster.url)
+    gateways = [start_gateway(NODE_ID=f"gw-{n}", redis=cluster.url) for n in "ab"]
     first, second, third = cluster.primary_ports()
-    room = room_on(cluster, third, "ready")
-    async with await Client.connect(gateway.ws_url, token("alice")) as client:
-        await client.join(room)
+    lost, kept = room_on(cluster, first, "lost"), room_on(cluster, third, "kept")
+    clients = [await Client.connect(gateways[i % 2].ws_url, token(f"user{i}")) for i in range(4)]
+    recorders: list[Recorder] = []
+    try:
+        for client in clients:
+            await client.join(lost)
+            await client.join(kept)
+        recorders = [Recorder(c, lost) for c in clients]
+        old = [await clients[0].publish(room, f"old {room}") for room in (lost, kept)]
+        for rec in recorders:
+            for ack in old:
+                await rec.wait_for(ack["epoch"], ack["offset"], ack["room"])
+
         for port in (first, second):
             await asyncio.to_thread(cluster.kill, port)
-        await gateway.wait_status_async("/readyz", 503, timeout=15)
-        reply = await client.publish(room, "while the cluster is down")
+        for gateway in gateways:
+            await gateway.wait_status_async("/readyz", 503, timeout=15)
+        reply = await clients[1].publish(kept, "while the cluster is down")
         assert reply["type"] == "error" and reply["code"] == "unavailable", reply
+
         for port in (first, second):
             await asyncio.to_thread(cluster.restart, port)
-        await gateway.wait_status_async("/readyz", 200, timeout=20)
-        ack = await client.publish(room, "back")
-        assert ack["type"] == "ack", ack
-        message = await client.recv_type("message", timeout=10)
-        assert message["text"] == "back"
-        assert (await client.ping())["type"] == "pong"
+        for gateway in gateways:
+            await gateway.wait_status_async("/readyz", 200, timeout=20)
+        for rec in recorders:  # nothing published yet: the reset comes by itself
+            await rec.wait_reset(lost)
+        resets = [[f for f in rec.frames(lost) if f["type"] == "reset"] for rec in recorders]
+        assert all(len(r) == 1 and r[0]["epoch"] != old[0]["epoch"] and r[0]["offset"] == 0 for r in resets), resets
+        assert not [f for rec in recorders for f in rec.frames(kept) if f["type"] == "reset"]
+
+        new = [await clients[2].publish(room, f"new {room}") for room in (lost, kept)]
+        assert (new[0]["offset"], new[0]["epoch"]) == (1, resets[0][0]["epoch"])
+        assert (new[1]["offset"], new[1]["epoch"]) == (2, old[1]["epoch"])
+        for rec in recorders:
+            for ack in new:
+                await rec.wait_for(ack["epoch"], ack["offset"], ack["room"])
+            assert offsets(rec.messages(kept)) == [1, 2]
+        await assert_all_open(clients)
+    finally:
+        for rec in recorders:
+            await rec.stop()
+        for client in clients:
+            await client.close()
