@@ -12,6 +12,9 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from switchboard.backplane.cluster import ClusterCommands
+from switchboard.backplane.connect import is_cluster_node, split_urls
+
 
 HISTORY_SIZE = 5
 PRESENCE_TTL = 30.0
@@ -140,10 +143,24 @@ async def ephemeral_barrier(c: Cluster, room: str) -> None:
 
 
 async def delete_prefix(url: str, prefix: str) -> None:
-    redis = Redis.from_url(url)
+    """Delete the test's keys, on one Redis or on every primary of a cluster
+    (one DEL per key there: a cluster refuses multi-key commands across slots)."""
+    urls = split_urls(url)
+    if len(urls) == 1 and not await is_cluster_node(urls[0]):
+        redis = Redis.from_url(url)
+        try:
+            keys = [key async for key in redis.scan_iter(match=f"{prefix}:*", count=1000)]
+            if keys:
+                await redis.delete(*keys)
+        finally:
+            await redis.aclose()
+        return
+    commands = ClusterCommands(urls)
     try:
-        keys = [key async for key in redis.scan_iter(match=f"{prefix}:*", count=1000)]
-        if keys:
-            await redis.delete(*keys)
+        for address in await commands.primaries():
+            node = commands.node(address).redis
+            keys = [key async for key in node.scan_iter(match=f"{prefix}:*", count=1000)]
+            for key in keys:
+                await node.delete(key)
     finally:
-        await redis.aclose()
+        await commands.close()

@@ -1,6 +1,7 @@
 """Two brokers on one backplane (= two gateways), for each implementation:
-``MemoryBroker`` x2 on one ``MemoryHub``, and ``RedisBroker`` x2 on the real
-Redis under the test's own key prefix. Both run on one fake clock for
+``MemoryBroker`` x2 on one ``MemoryHub``, and ``RedisBroker`` x2 on a real
+Redis under the test's own key prefix -- one redis-server and a Redis
+Cluster (3 primaries + 3 replicas, sharded pub/sub). Both run on one fake clock for
 presence expiry (injected into ``MemoryHub``; ``RedisBroker``'s ``_now_ms``
 is patched), so expiry is tested without waiting."""
 
@@ -24,7 +25,7 @@ from switchboard_gateway.broker.memory import MemoryBroker, MemoryHub
 from switchboard_gateway.broker.redis import RedisBroker
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis-standalone", "redis-cluster"])
 async def cluster(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Cluster]:
     clock = FakeClock()
     ea, eb = Recorder("a"), Recorder("b")
@@ -46,7 +47,7 @@ async def cluster(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatc
         await a.close()
         await b.close()
         return
-    url: str = request.getfixturevalue("redis_url")
+    url: str = request.getfixturevalue(f"{request.param.removeprefix('redis-')}_redis_url")
     prefix: str = request.getfixturevalue("redis_prefix")
     monkeypatch.setattr(redis_broker_module, "_now_ms", lambda: int(clock.now * 1000))
     brokers = [
@@ -64,7 +65,7 @@ async def cluster(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatc
         for broker, events in zip(brokers, (ea, eb)):
             await broker.start(events)
             assert broker.available, "RedisBroker did not connect to the test Redis"
-        yield Cluster("redis", brokers[0], brokers[1], ea, eb, clock, lose_history=lambda: delete_prefix(url, prefix))
+        yield Cluster(request.param, brokers[0], brokers[1], ea, eb, clock, lose_history=lambda: delete_prefix(url, prefix))
     finally:
         for broker in brokers:
             await broker.close()

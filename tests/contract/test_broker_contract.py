@@ -272,6 +272,32 @@ async def test_positions(cluster: Cluster) -> None:
     assert await c.b.positions(["members-only"]) == {"members-only": (None, 0)}
 
 
+async def test_renew_epoch_starts_a_new_epoch_once(cluster: Cluster) -> None:
+    """What a node does when the backplane lost writes its members saw: a
+    fresh epoch at offset 0, history dropped, renewed once however many
+    gateways notice; the old epoch's idempotency results no longer stand."""
+    c = cluster
+    await c.subscribe_all("renew")
+    first = await c.a.publish("renew", body("one"), "k1")
+    await c.a.publish("renew", body("two"), None)
+    stale = first.epoch
+    renewed = await c.b.renew_epoch("renew", stale)
+    assert renewed.epoch != stale and (renewed.top, renewed.frames) == (0, [])
+    again = await c.a.renew_epoch("renew", stale)  # the other gateway noticed too
+    assert (again.epoch, again.top) == (renewed.epoch, 0)
+    assert await c.a.positions(["renew"]) == {"renew": (renewed.epoch, 0)}
+    assert (await c.b.read_last("renew", 10)).frames == []
+    retried = await c.a.publish("renew", body("one, retried"), "k1")  # stored again, in the new epoch
+    assert (retried.offset, retried.epoch, retried.duplicate) == (1, renewed.epoch, False)
+    assert (await c.a.publish("renew", body("ignored"), "k1")).duplicate  # and idempotent from then on
+    for rec in c.recorders:
+        await rec.until(lambda rec=rec: len(rec.offsets("renew")) == 3)
+        assert [(o, e) for r, o, e, _, _ in rec.messages if r == "renew"] == [(1, stale), (2, stale), (1, renewed.epoch)]
+    # A room with no state yet simply gets one.
+    fresh = await c.a.renew_epoch("never-used", "whatever")
+    assert fresh.epoch and fresh.top == 0 and (await c.b.position("never-used")).epoch == fresh.epoch
+
+
 # --- RedisBroker only: presence expiry on the real clock ----------------------------------------------------
 
 

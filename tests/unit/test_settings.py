@@ -45,6 +45,7 @@ def test_defaults() -> None:
     assert (s.drain_notice_s, s.drain_timeout_s) == (2, 10)
     assert not s.memory_broker
     assert s.presence_entry_lifetime_s == 15 and s.presence_refresh_interval_s == 7.5
+    assert (s.redis_cluster, s.publish_durability, s.durability_timeout_s) == ("auto", "primary", 1.0)
 
 
 def test_values_are_parsed() -> None:
@@ -122,6 +123,15 @@ def test_overrides_win() -> None:
         ("DRAIN_TIMEOUT", "0"),
         ("LOG_LEVEL", "loud"),
         ("GUEST_TOKEN_TTL", "x"),
+        ("REDIS_URL", "redis://a:1,http://b:2"),
+        ("REDIS_URL", "redis://a:1,unix:///tmp/r.sock"),
+        ("REDIS_URL", "redis://a:1,memory://"),
+        ("REDIS_URL", "redis://a:1,,redis://b:2"),
+        ("REDIS_CLUSTER", "maybe"),
+        ("REDIS_CLUSTER", "yes"),
+        ("PUBLISH_DURABILITY", "all"),
+        ("DURABILITY_TIMEOUT", "0"),
+        ("DURABILITY_TIMEOUT", "-1"),
     ],
 )
 def test_bad_value_names_its_variable(env: str, value: str) -> None:
@@ -176,6 +186,7 @@ def run_main(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     ("env", "variable"),
     [
         ({"JWT_SECRET": SECRET, "PORT": "abc"}, "PORT"),
+        ({"JWT_SECRET": SECRET, "PUBLISH_DURABILITY": "all"}, "PUBLISH_DURABILITY"),
         ({"JWT_SECRET": "too-short-secret"}, "JWT_SECRET"),
         ({}, "JWT_SECRET"),
     ],

@@ -65,10 +65,30 @@ def _port(raw: str) -> int:
 
 
 def _redis_url(raw: str) -> str:
-    scheme = urlparse(raw).scheme
-    if scheme not in ("redis", "rediss", "unix", "memory"):
-        raise ValueError("expected redis://host:port/db, rediss://, unix:// or memory://")
-    return raw
+    """One URL, or several comma-separated seed nodes of a Redis Cluster."""
+    urls = [url.strip() for url in raw.split(",")]
+    if len(urls) == 1:
+        scheme = urlparse(urls[0]).scheme
+        if scheme not in ("redis", "rediss", "unix", "memory"):
+            raise ValueError("expected redis://host:port/db, rediss://, unix:// or memory://")
+        return urls[0]
+    for url in urls:
+        parsed = urlparse(url)
+        if parsed.scheme not in ("redis", "rediss") or not parsed.hostname:
+            raise ValueError(
+                "several URLs are Redis Cluster seeds: each must be redis://host:port or rediss://host:port"
+            )
+    return ",".join(urls)
+
+
+def _choice(*allowed: str) -> Callable[[str], str]:
+    def cast(raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in allowed:
+            raise ValueError("expected " + ", ".join(allowed[:-1]) + " or " + allowed[-1])
+        return value
+
+    return cast
 
 
 def _origins(raw: str) -> tuple[str, ...] | None:
@@ -126,6 +146,9 @@ class Settings:
     node_id: str = _setting("NODE_ID", _node_id, default_factory=default_node_id, blank_is_unset=True)
     redis_url: str = _setting("REDIS_URL", _redis_url, "redis://localhost:6379/0")
     redis_prefix: str = _setting("REDIS_PREFIX", str, "sb")
+    redis_cluster: str = _setting("REDIS_CLUSTER", _choice("auto", "true", "false"), "auto")
+    publish_durability: str = _setting("PUBLISH_DURABILITY", _choice("primary", "replicas"), "primary")
+    durability_timeout_s: float = _setting("DURABILITY_TIMEOUT", _positive_float, 1.0)
     jwt_secret: str = _setting("JWT_SECRET", _secret, required=True)
     api_key: str | None = _setting("API_KEY", str, None)
     allow_guests: bool = _setting("ALLOW_GUESTS", _bool, False)
@@ -174,6 +197,10 @@ class Settings:
         settings = cls(**values, **overrides)
         if settings.drain_notice_s >= settings.drain_timeout_s:
             raise SettingsError("DRAIN_NOTICE must be shorter than DRAIN_TIMEOUT")
+        if "," in settings.redis_url and settings.redis_cluster == "false":
+            raise SettingsError("REDIS_URL lists several nodes, which needs a Redis Cluster, but REDIS_CLUSTER=false")
+        if settings.memory_broker and settings.redis_cluster == "true":
+            raise SettingsError("REDIS_CLUSTER=true needs a redis:// REDIS_URL, not memory://")
         return settings
 
     @property

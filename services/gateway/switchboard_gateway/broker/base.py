@@ -16,9 +16,9 @@ Guarantees a broker gives its node:
   drops, in which case the broker re-establishes it and calls
   ``on_resubscribed``; the node then compares positions and fills gaps.
 - Reads create a room's epoch when it has none, so a position is stable.
-- An offset is never reused under one epoch. When a node sees that the
-  backplane lost messages it had delivered (a failover), ``renew_epoch``
-  moves the room to a fresh epoch, once, however many nodes ask.
+- An offset is never reused under one epoch: when the backplane lost writes
+  (a Redis restart, a failover to a replica that lacked them),
+  ``renew_epoch`` moves the room to a fresh epoch, once, however many nodes ask.
 - Presence keeps, per room, each live connection and each present user
   incrementally: a join, a leave or a listing costs the same whatever the
   room's size (no call reads the whole room). A user's first connection is
@@ -58,8 +58,9 @@ class BrokerEvents(Protocol):
         threshold (no ``presence_join``/``_leave`` was sent for it)."""
 
     def on_resubscribed(self) -> None:
-        """The subscription connection was lost and is back: anything may have
-        been missed meanwhile."""
+        """A subscription connection was lost and is back, or rooms moved to
+        another shard (Redis Cluster): anything may have been missed
+        meanwhile."""
 
     def on_availability(self, available: bool) -> None:
         """The backplane went down or came back."""

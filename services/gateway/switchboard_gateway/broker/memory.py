@@ -188,7 +188,9 @@ class MemoryBroker:
         key = (room, body.user.id, client_msg_id or "")
         if client_msg_id is not None:
             prior = hub.idempotency.get(key)
-            if prior is not None and prior[2] > now:
+            current = hub.rooms.get(room)
+            # only a result of the room's current epoch stands (as in publish.lua)
+            if prior is not None and prior[2] > now and current is not None and prior[1] == current.epoch:
                 return PublishResult(prior[0], prior[1], True)
         state = hub.room(room)
         state.top += 1

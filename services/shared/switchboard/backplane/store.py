@@ -1,10 +1,10 @@
 """``Backplane``: the calls a gateway (or a tool) makes to Redis.
 
-Every call goes through one auto-pipeline: calls made while a batch is in
-flight are sent together as the next batch. A thousand concurrent publishers
-therefore cost a handful of round trips on one pooled connection, not a
-thousand connections (redis-py's asyncio pool is capped and raises when
-exhausted, see docs/performance.md).
+Stateless apart from configuration: every call is routed by its room's key
+through a ``Commands`` object (one Redis server, or the primary owning the
+room's slot on a Redis Cluster) and batched by that node's auto-pipeline
+(``pipeline.py``). A room's keys and channel share one hash slot, so each
+script touches one slot (``keys.py``).
 """
 
 from __future__ import annotations
@@ -13,10 +13,8 @@ import asyncio
 import secrets
 from typing import Any, Literal
 
-from redis.asyncio import Redis
-from redis.exceptions import NoScriptError
-
 from switchboard.backplane import scripts
+from switchboard.backplane.commands import Commands
 from switchboard.backplane.keys import RoomKeys
 from switchboard.protocol import codec, frames
 from switchboard.roomlog import PublishResult, Snapshot
@@ -29,70 +27,10 @@ def new_epoch() -> str:
     return secrets.token_hex(4)
 
 
-class _AutoPipeline:
-    def __init__(self, redis: Redis, max_batch: int = 512) -> None:
-        self._redis = redis
-        self._max_batch = max_batch
-        self._queue: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
-        self._flusher: asyncio.Task[None] | None = None
-
-    def call(self, *command: Any) -> asyncio.Future[Any]:
-        future = asyncio.get_running_loop().create_future()
-        self._queue.append((command, future))
-        if self._flusher is None:
-            self._flusher = asyncio.create_task(self._flush())
-        return future
-
-    async def _flush(self) -> None:
-        try:
-            while self._queue:
-                batch = self._queue[: self._max_batch]
-                del self._queue[: self._max_batch]
-                await self._execute(batch, retry_noscript=True)
-        finally:
-            self._flusher = None
-
-    async def _execute(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]], retry_noscript: bool) -> None:
-        pipe = self._redis.pipeline(transaction=False)
-        for command, _ in batch:
-            pipe.execute_command(*command)
-        try:
-            results = await pipe.execute(raise_on_error=False)
-        except Exception as exc:  # connection lost: every caller learns it
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
-            return
-        missing = []
-        for item, result in zip(batch, results):
-            future = item[1]
-            if future.done():
-                continue
-            if isinstance(result, NoScriptError) and retry_noscript:
-                missing.append(item)  # Redis restarted and lost its script cache
-            elif isinstance(result, Exception):
-                future.set_exception(result)
-            else:
-                future.set_result(result)
-        if missing:
-            try:
-                await load_scripts(self._redis)
-            except Exception as exc:
-                for _, future in missing:
-                    future.set_exception(exc)
-                return
-            await self._execute(missing, retry_noscript=False)
-
-
-async def load_scripts(redis: Redis) -> None:
-    for script in scripts.ALL:
-        await redis.script_load(script.source)
-
-
 class Backplane:
     def __init__(
         self,
-        redis: Redis,
+        commands: Commands,
         *,
         prefix: str = "sb",
         history_size: int = 1000,
@@ -100,15 +38,19 @@ class Backplane:
         idempotency_window: int = 120,
         presence_ttl: float = 30.0,
         presence_events_max: int = 200,
+        durable: bool = False,
     ) -> None:
-        self.redis = redis
+        self.commands = commands
         self.prefix = prefix
         self.history_size = history_size
         self.history_ttl = history_ttl
         self.idempotency_window = idempotency_window
         self.presence_ttl = presence_ttl
         self.presence_events_max = presence_events_max
-        self._pipeline = _AutoPipeline(redis)
+        # publishes confirmed by a replica (PUBLISH_DURABILITY=replicas)
+        self.durable = durable
+        # fan-out: SPUBLISH reaches the room's shard only; PUBLISH on one Redis
+        self.publish_command = "SPUBLISH" if commands.sharded else "PUBLISH"
         self._keys: dict[str, RoomKeys] = {}
 
     def keys(self, room: str) -> RoomKeys:
@@ -119,11 +61,12 @@ class Backplane:
             keys = self._keys[room] = RoomKeys(self.prefix, room)
         return keys
 
-    def _eval(self, script: scripts.Script, keys: list[str], args: list[Any]) -> asyncio.Future[Any]:
-        return self._pipeline.call("EVALSHA", script.sha, len(keys), *keys, *args)
-
-    async def ping(self) -> None:
-        await self.redis.ping()
+    def _eval(
+        self, script: scripts.Script, keys: list[str], args: list[Any], *, durable: bool = False, idempotent: bool = True
+    ) -> Any:
+        return self.commands.execute(
+            keys[0], "EVALSHA", script.sha, len(keys), *keys, *args, durable=durable, idempotent=idempotent
+        )
 
     async def publish(
         self,
@@ -145,8 +88,13 @@ class Backplane:
             self.history_ttl,
             self.idempotency_window,
             body.ts,
+            self.publish_command,
         ]
-        offset, epoch, duplicate = await self._eval(scripts.PUBLISH, keys, args)
+        # Retried after a lost connection only with an idempotency key: without
+        # one, running it twice would store the message twice.
+        offset, epoch, duplicate = await self._eval(
+            scripts.PUBLISH, keys, args, durable=self.durable, idempotent=client_msg_id is not None
+        )
         return PublishResult(int(offset), epoch.decode(), bool(duplicate))
 
     async def position(self, room: str) -> Snapshot:
@@ -182,7 +130,10 @@ class Backplane:
     async def positions(self, rooms: list[str]) -> dict[str, tuple[str | None, int]]:
         """(epoch, newest offset) of each room, without creating anything;
         epoch None when the room has no history in Redis."""
-        futures = [self._pipeline.call("HMGET", self.keys(room).meta, "e", "s") for room in rooms]
+        futures = []
+        for room in rooms:
+            meta = self.keys(room).meta
+            futures.append(self.commands.execute(meta, "HMGET", meta, "e", "s", idempotent=True))
         out = {}
         for room, (epoch, top) in zip(rooms, await asyncio.gather(*futures)):
             out[room] = (epoch.decode() if epoch else None, int(top or 0))
@@ -190,7 +141,8 @@ class Backplane:
 
     async def publish_ephemeral(self, room: str, frame: bytes) -> None:
         """Fan out a frame that is not stored (typing)."""
-        await self._pipeline.call("PUBLISH", self.keys(room).channel, b"e" + frame)
+        channel = self.keys(room).channel
+        await self.commands.execute(channel, self.publish_command, channel, b"e" + frame, idempotent=True)
 
     # --- presence --------------------------------------------------------------
 
@@ -201,6 +153,7 @@ class Backplane:
             now_ms,
             int(self.presence_ttl * 3) + 1,
             self.presence_events_max,
+            self.publish_command,
         ]
 
     async def presence_upsert(

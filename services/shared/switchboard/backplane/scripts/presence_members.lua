@@ -1,4 +1,4 @@
--- Expire stale connections, then list at most ARGV[6] users (see listing()).
+-- Expire stale connections, then list at most ARGV[7] users (see listing()).
 sweep()
 publish_count()
-return listing(tonumber(ARGV[6]), {})
+return listing(tonumber(ARGV[7]), {})

@@ -7,6 +7,7 @@
 -- ARGV[1] pub/sub channel   ARGV[2] room as JSON   ARGV[3] now (ms)
 -- ARGV[4] key TTL (s): the keys vanish when no gateway refreshes them.
 -- ARGV[5] PRESENCE_EVENTS_MAX
+-- ARGV[6] fan-out command: PUBLISH (one Redis) or SPUBLISH (cluster)
 -- A user's first connection publishes presence_join, its last one
 -- presence_leave, while the room has at most ARGV[5] users (counted after
 -- the change); above that, one 'c<count>' per script run tells the gateways
@@ -16,7 +17,7 @@
 local count_changed = false
 
 local function publish(payload)
-  redis.call('PUBLISH', ARGV[1], payload)
+  redis.call(ARGV[6], ARGV[1], payload)
 end
 
 local function changed(kind, user)

@@ -1,6 +1,6 @@
--- Remove connections (clean leave or disconnect). ARGV[6], ...: connection ids.
+-- Remove connections (clean leave or disconnect). ARGV[7], ...: connection ids.
 sweep()
-for i = 6, #ARGV do
+for i = 7, #ARGV do
   remove(ARGV[i])
 end
 publish_count()

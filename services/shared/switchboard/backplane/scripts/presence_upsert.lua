@@ -1,11 +1,11 @@
 -- Add or refresh connections; a missing one is (re-)added, which also heals
 -- presence after Redis lost it. A refresh of known connections announces
 -- nothing and lists nobody.
--- ARGV[6] expiry (ms)   ARGV[7] how many users to list (0: none)
--- ARGV[8], ARGV[9], ...: connection id, user JSON pairs
+-- ARGV[7] expiry (ms)   ARGV[8] how many users to list (0: none)
+-- ARGV[9], ARGV[10], ...: connection id, user JSON pairs
 -- Returns listing(): the users of these entries are listed first.
 sweep()
-for i = 8, #ARGV, 2 do
+for i = 9, #ARGV, 2 do
   local conn, user = ARGV[i], ARGV[i + 1]
   if redis.call('HSETNX', KEYS[1], conn, user) == 1 then
     local uid = cjson.decode(user)['id']
@@ -14,14 +14,14 @@ for i = 8, #ARGV, 2 do
       changed('join', user)
     end
   end
-  redis.call('ZADD', KEYS[2], ARGV[6], conn)
+  redis.call('ZADD', KEYS[2], ARGV[7], conn)
 end
 keep_alive()
 publish_count()
-local limit = tonumber(ARGV[7])
+local limit = tonumber(ARGV[8])
 local first = {}
 if limit > 0 then
-  for i = 9, #ARGV, 2 do
+  for i = 10, #ARGV, 2 do
     local uid = cjson.decode(ARGV[i])['id']
     -- (HSETNX: the joiner is listed even if its profile was never stored,
     -- e.g. it joined through an older gateway version.)
