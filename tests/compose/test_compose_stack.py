@@ -11,7 +11,8 @@ gateways, a message reaches clients on every gateway, and stopping one gateway
 the LB to another gateway and recover exactly the messages published meanwhile
 with ``join(since=...)``. Finally ``down -v`` leaves nothing of the project.
 
-Skips with the reason when no Docker engine runs. Set
+Skips with the reason when no Docker engine runs (fails instead with
+``CI=true``: see ``require_tool`` in tests/conftest.py). Set
 ``SWITCHBOARD_COMPOSE_ONLINE=1`` on a host that can pull the default public
 images to skip the offline preparation and use them instead.
 """
@@ -21,12 +22,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import subprocess
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,17 +51,28 @@ DRAIN_TIMEOUT = 10.0
 pytestmark = pytest.mark.docker
 
 
-def _docker_ok() -> str | None:
-    """None when a Docker engine answers, else why not."""
-    if shutil.which("docker") is None:
-        return "no docker CLI on PATH"
+def _engine_problem(docker: str) -> str | None:
+    """None when a Docker engine answers and the offline images are there
+    (or can be prepared: root), else why not."""
     try:
-        info = subprocess.run(["docker", "info"], capture_output=True, text=True, timeout=30)
+        info = subprocess.run([docker, "info"], capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"'docker info' failed: {exc}"
     if info.returncode != 0:
         return "'docker info' failed: " + (info.stderr.strip().splitlines() or ["no engine"])[-1]
+    online = os.environ.get("SWITCHBOARD_COMPOSE_ONLINE") == "1"
+    if not online and os.geteuid() != 0 and not OFFLINE_ENV.exists():
+        return "deploy/offline.env missing and not root: run deploy/prepare-offline.sh as root first"
     return None
+
+
+def _compose_plugin_problem(docker: str) -> str | None:
+    try:
+        if subprocess.run([docker, "compose", "version"], capture_output=True, timeout=30).returncode == 0:
+            return None
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+    return "the Docker Compose v2 CLI plugin is missing (deploy/prepare-offline.sh installs it)"
 
 
 def _run(cmd: list[str], timeout: float, env: dict[str, str] | None = None, check: bool = True) -> str:
@@ -115,12 +126,10 @@ class Stack:
 
 
 @pytest.fixture(scope="session")
-def compose_env_file() -> list[str]:
+def compose_env_file(require_tool: Callable[..., str]) -> list[str]:
     """``--env-file`` arguments: the offline images (after running the
     prepare script) unless SWITCHBOARD_COMPOSE_ONLINE=1."""
-    reason = _docker_ok()
-    if reason:
-        pytest.skip(f"needs a Docker engine: {reason}")
+    require_tool("docker", "the compose tier runs the shipped stack", probe=_engine_problem)
     if os.environ.get("SWITCHBOARD_COMPOSE_ONLINE") == "1":
         return []
     if os.geteuid() == 0:
@@ -129,15 +138,12 @@ def compose_env_file() -> list[str]:
         if proc.returncode != 0:
             pytest.fail(f"deploy/prepare-offline.sh failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
         print(f"prepare-offline.sh: {time.monotonic() - started:.1f} s")
-    elif not OFFLINE_ENV.exists():
-        pytest.skip("deploy/offline.env missing and not root: run deploy/prepare-offline.sh as root first")
     return ["--env-file", str(OFFLINE_ENV)]
 
 
 @pytest.fixture(scope="module")
-def stack(compose_env_file: list[str]) -> Iterator[Stack]:
-    if subprocess.run(["docker", "compose", "version"], capture_output=True, timeout=30).returncode != 0:
-        pytest.skip("the Docker Compose v2 CLI plugin is missing (deploy/prepare-offline.sh installs it)")
+def stack(compose_env_file: list[str], require_tool: Callable[..., str]) -> Iterator[Stack]:
+    require_tool("docker", "the compose tier runs the shipped stack", probe=_compose_plugin_problem)
     project = f"sbtest{uuid.uuid4().hex[:8]}"
     port = free_port()
     env = {
