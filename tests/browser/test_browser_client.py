@@ -131,7 +131,8 @@ async def test_reconnects_to_a_draining_fleet_back_off_until_a_welcome(
         assert await served_by(page) == "gw-c"
 
         # ...and that starts the backoff over: after gw-c's own 1012 the
-        # first retry comes within the first step, not 7.5-15 s later.
+        # first retry comes within the first step (0.25-0.5 s), not 7.5-15 s
+        # later as the sixth attempt would (the bound leaves room for load).
         welcomed = len(await sockets(page))
         healthy.terminate()
         log = await wait_sockets(page, welcomed + 1, timeout_ms=10_000, closed=False)
@@ -139,7 +140,7 @@ async def test_reconnects_to_a_draining_fleet_back_off_until_a_welcome(
         assert last["welcome"] and last["code"] == 1012, last
         wait_ms = retry["openedAt"] - last["closedAt"]
         print(f"first retry after a welcome: {wait_ms:.0f} ms")
-        assert BACKOFF_BASE_MS / 2 - TIMER_SLACK_MS <= wait_ms < 4 * BACKOFF_BASE_MS, wait_ms
+        assert BACKOFF_BASE_MS / 2 - TIMER_SLACK_MS <= wait_ms < 10 * BACKOFF_BASE_MS, wait_ms
         assert tab.errors == [], tab.errors
     except BaseException:
         print("--- haproxy\n" + lb.output())
