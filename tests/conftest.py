@@ -17,6 +17,11 @@ a local ``redis-server`` process. The cluster: ``REDIS_CLUSTER_URL`` (seed
 URLs, comma-separated) from the environment, else six local
 ``redis-server --cluster-enabled yes`` processes (``RedisClusterProcess``).
 Without them the Redis-backed tests fail loudly: they never skip.
+
+Tools a tier needs (Docker, Chromium, HAProxy, redis-server, redis-cli) are
+looked up with the ``require_tool`` fixture: outside CI a missing one skips
+the test with the reason; with ``CI=true`` it fails it, so CI cannot go green
+by skipping a tier.
 """
 
 from __future__ import annotations
@@ -25,8 +30,9 @@ import os
 import shutil
 import subprocess
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -90,13 +96,78 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
-def docker_available() -> bool:
-    if shutil.which("docker") is None:
-        return False
+# ------------------------------------------------------------------ tools
+
+
+def running_in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
+def missing_tool(name: str, why: str, detail: str, *, can_skip: bool = True) -> NoReturn:
+    """Skip the test (outside CI, when ``can_skip``) or fail it, saying what
+    is missing and what needs it."""
+    reason = f"{name}: {detail} ({why})"
+    if can_skip and not running_in_ci():
+        pytest.skip(f"{reason} (with CI=true this fails)")
+    if can_skip:
+        reason += " (CI=true: a missing tool fails the tier instead of skipping it)"
+    pytest.fail(reason, pytrace=False)
+
+
+def require_tool(
+    name: str,
+    why: str,
+    *,
+    candidates: Sequence[str] = (),
+    probe: Callable[[str], str | None] | None = None,
+    can_skip: bool = True,
+) -> str:
+    """The path of tool ``name``: the first executable of ``candidates``,
+    else ``name`` on PATH. ``probe(path)`` may say why the tool found is not
+    usable (e.g. no Docker engine behind the CLI), else returns None.
+
+    When it is missing or unusable, see ``missing_tool``: outside CI the test
+    skips with the reason, with ``CI=true`` it fails; ``can_skip=False``
+    (Redis: those tests never skip) fails everywhere."""
+    path = next((c for c in candidates if os.access(c, os.X_OK) and not os.path.isdir(c)), None)
+    path = path or shutil.which(name)
+    if path is None:
+        if candidates:
+            looked = f" (looked in {', '.join(candidates)} and on PATH)"
+        else:
+            looked = "" if os.sep in name else " on PATH"
+        missing_tool(name, why, f"not found{looked}", can_skip=can_skip)
+    problem = probe(path) if probe is not None else None
+    if problem is not None:
+        missing_tool(name, why, problem, can_skip=can_skip)
+    return path
+
+
+@pytest.fixture(name="require_tool", scope="session")
+def require_tool_fixture() -> Callable[..., str]:
+    """``require_tool(name, why, candidates=(), probe=None, can_skip=True)``."""
+    return require_tool
+
+
+def docker_engine_problem(docker: str) -> str | None:
+    """None when a Docker engine answers the CLI, else why not."""
     try:
-        return subprocess.run(["docker", "info"], capture_output=True, timeout=20).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
+        info = subprocess.run([docker, "info"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"'docker info' failed: {exc}"
+    if info.returncode != 0:
+        return "'docker info' failed: " + (info.stderr.strip().splitlines() or ["no engine"])[-1]
+    return None
+
+
+# ------------------------------------------------------------------ Redis
+
+
+def docker_available() -> bool:
+    """Whether testcontainers could start Redis (optional: a local
+    redis-server does as well)."""
+    docker = shutil.which("docker")
+    return docker is not None and docker_engine_problem(docker) is None
 
 
 def _local_redis_image() -> str | None:
@@ -149,8 +220,11 @@ def standalone_redis_url() -> Iterator[str]:
             host = container.get_container_host_ip()
             yield f"redis://{host}:{container.get_exposed_port(6379)}/0"
         return
-    if shutil.which("redis-server") is None:
-        pytest.fail("no Redis: set REDIS_URL, run Docker with a local redis image, or install redis-server")
+    require_tool(
+        "redis-server",
+        "Redis-backed tests never skip: set REDIS_URL, run Docker with a local redis image, or install it",
+        can_skip=False,
+    )
     server = RedisProcess().start()
     try:
         yield server.url

@@ -3,13 +3,12 @@
 
 Nothing is downloaded: Chromium is Debian's (``playwright install`` is never
 run), HAProxy is Debian's ``haproxy`` binary. Without either, the tests that
-need it skip with the reason.
+need it skip with the reason, or fail with ``CI=true`` (``require_tool``).
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
@@ -22,6 +21,7 @@ ARTIFACTS = ROOT / "test-artifacts" / "browser"
 DOCS_IMG = ROOT / "docs" / "img"
 
 CHROMIUM_CANDIDATES = ("/usr/lib/chromium/chromium", "/usr/bin/chromium", "/usr/bin/chromium-browser")
+HAPROXY_CANDIDATES = ("/usr/sbin/haproxy", "/usr/local/sbin/haproxy")
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -32,24 +32,20 @@ CHROMIUM_ARGS = [
 ]
 
 
-def chromium_path() -> str | None:
+def chromium_path(require_tool: Callable[..., str]) -> str:
     """``CHROMIUM`` from the environment, else Debian's binary (the real one
     under /usr/lib first: /usr/bin/chromium is a wrapper script)."""
+    why = "the browser tier drives the system Chromium through Playwright; set CHROMIUM=... to use another"
     override = os.environ.get("CHROMIUM")
     if override:
-        return override if os.access(override, os.X_OK) else None
-    for candidate in CHROMIUM_CANDIDATES:
-        if os.access(candidate, os.X_OK):
-            return candidate
-    return shutil.which("chromium")
+        return require_tool(override, why)
+    return require_tool("chromium", why, candidates=CHROMIUM_CANDIDATES)
 
 
 @pytest.fixture
-async def browser() -> AsyncIterator[object]:
+async def browser(require_tool: Callable[..., str]) -> AsyncIterator[object]:
     """A headless system Chromium for one test (launch takes about 1 s)."""
-    executable = chromium_path()
-    if executable is None:
-        pytest.skip(f"no Chromium binary (looked for {', '.join(CHROMIUM_CANDIDATES)}; set CHROMIUM=...)")
+    executable = chromium_path(require_tool)
     from playwright.async_api import async_playwright
 
     async with async_playwright() as pw:
@@ -72,14 +68,14 @@ HAProxyFactory = Callable[[list[GatewayProcess]], HAProxyProcess]
 
 
 @pytest.fixture
-def start_haproxy(tmp_path: Path) -> Iterator[HAProxyFactory]:
+def start_haproxy(tmp_path: Path, require_tool: Callable[..., str]) -> Iterator[HAProxyFactory]:
     """``start_haproxy([gw_a, gw_b])`` → a started HAProxy in front of them,
     answering ``/healthz`` through its frontend with every server UP."""
-    binary = shutil.which("haproxy") or next(
-        (p for p in ("/usr/sbin/haproxy", "/usr/local/sbin/haproxy") if os.access(p, os.X_OK)), None
+    binary = require_tool(
+        "haproxy",
+        "the browser tier puts a real load balancer in front of the gateways (apt-get install haproxy)",
+        candidates=HAPROXY_CANDIDATES,
     )
-    if binary is None:
-        pytest.skip("no haproxy binary (apt-get install haproxy)")
     started: list[HAProxyProcess] = []
 
     def start(gateways: list[GatewayProcess]) -> HAProxyProcess:

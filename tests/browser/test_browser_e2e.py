@@ -20,71 +20,24 @@ from __future__ import annotations
 import base64
 import html
 import os
-import re
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, BrowserContext, Page, expect
+from playwright.async_api import Browser, Page, expect
 
 from switchboard_harness import GatewayProcess
 
+from .pages import STEP_MS, expect_message, new_tab, sign_in, type_and_send
+
 pytestmark = pytest.mark.browser
 
-STEP_MS = 10_000  # one UI step
-RECONNECT_MS = 25_000  # the client's backoff after a few failed attempts (full jitter, ×2 each)
-VIEWPORT = {"width": 700, "height": 600}
+RECONNECT_MS = 25_000  # the client's backoff after a few failed attempts (×2 each, capped at 15 s)
 DOCS_IMG = Path(__file__).resolve().parents[2] / "docs" / "img"
-SERVED_BY = re.compile(r"^served by \S+$")
 DOCS_SCREENSHOT_MAX_BYTES = 300 * 1024
 GATEWAY_ENV = {"ALLOW_GUESTS": "true", "DRAIN_NOTICE": "0.5", "DRAIN_TIMEOUT": "3"}
 
 
 # ------------------------------------------------------------------ helpers
-
-
-@dataclass
-class Tab:
-    context: BrowserContext
-    page: Page
-    errors: list[str] = field(default_factory=list)  # uncaught exceptions in the page
-
-
-async def new_tab(browser: Browser) -> Tab:
-    """A separate browser context per user: own sessionStorage, own sockets."""
-    context = await browser.new_context(viewport=VIEWPORT, device_scale_factor=1, color_scheme="light")
-    context.set_default_timeout(STEP_MS)
-    tab = Tab(context, await context.new_page())
-    tab.page.on("pageerror", lambda exc: tab.errors.append(str(exc)))
-    return tab
-
-
-async def sign_in(page: Page, url: str, name: str) -> str:
-    """Guest sign-in; returns the node from the badge once connected in lobby."""
-    await page.goto(url)
-    await expect(page.get_by_test_id("connection-state")).to_have_attribute("data-state", "signed-out")
-    await page.get_by_test_id("name-input").fill(name)
-    await page.get_by_test_id("sign-in").click()
-    state = page.get_by_test_id("connection-state")
-    await expect(state).to_have_attribute("data-state", "connected", timeout=STEP_MS)
-    await expect(state).to_have_text("connected")
-    await expect(page.get_by_test_id("room-list").locator('li[data-room="lobby"]')).to_be_visible()
-    badge = page.get_by_test_id("node-badge")
-    await expect(badge).to_have_text(SERVED_BY, timeout=STEP_MS)
-    text = (await badge.text_content() or "").strip()
-    return text.removeprefix("served by ").strip()
-
-
-async def type_and_send(page: Page, text: str) -> None:
-    box = page.get_by_test_id("message-input")
-    await box.fill(text)
-    await page.get_by_test_id("send").click()
-    await expect(box).to_have_value("")
-
-
-async def expect_message(page: Page, offset: int, text: str, timeout: int = STEP_MS) -> None:
-    item = page.locator(f'[data-testid="message-list"] [data-testid="message"][data-offset="{offset}"]')
-    await expect(item.locator(".text")).to_have_text(text, timeout=timeout)
 
 
 async def shown_messages(page: Page) -> list[tuple[int, str]]:

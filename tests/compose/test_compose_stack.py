@@ -11,7 +11,8 @@ gateways, a message reaches clients on every gateway, and stopping one gateway
 the LB to another gateway and recover exactly the messages published meanwhile
 with ``join(since=...)``. Finally ``down -v`` leaves nothing of the project.
 
-Skips with the reason when no Docker engine runs. Set
+Skips with the reason when no Docker engine runs (fails instead with
+``CI=true``: see ``require_tool`` in tests/conftest.py). Set
 ``SWITCHBOARD_COMPOSE_ONLINE=1`` on a host that can pull the default public
 images to skip the offline preparation and use them instead.
 """

@@ -5,9 +5,9 @@ compose file's shape, and ``haproxy -c`` on the load balancer config."""
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -167,12 +167,12 @@ def test_dockerfile_is_legacy_builder_compatible() -> None:
     assert "HEALTHCHECK" in text and "/healthz" in text
 
 
-def test_haproxy_config_valid() -> None:
-    haproxy = shutil.which("haproxy") or next(
-        (p for p in ("/usr/sbin/haproxy", "/usr/local/sbin/haproxy") if Path(p).exists()), None
+def test_haproxy_config_valid(require_tool: Callable[..., str]) -> None:
+    haproxy = require_tool(
+        "haproxy",
+        "'haproxy -c' checks the shipped load balancer config (apt-get install haproxy)",
+        candidates=("/usr/sbin/haproxy", "/usr/local/sbin/haproxy"),
     )
-    if haproxy is None:
-        pytest.skip("haproxy is not installed (apt-get install haproxy) - cannot run 'haproxy -c'")
     proc = subprocess.run([haproxy, "-c", "-f", str(HAPROXY_CFG)], capture_output=True, text=True, timeout=30)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 

@@ -147,23 +147,27 @@ class RawWebSocket:
     @classmethod
     def connect(cls, port: int, token: str, rcvbuf: int = 4096) -> RawWebSocket:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)  # before connect: sets the window
-        sock.settimeout(5)
-        sock.connect(("127.0.0.1", port))
-        key = base64.b64encode(os.urandom(16)).decode()
-        sock.sendall(
-            (
-                f"GET /ws?token={token} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-            ).encode()
-        )
-        head = b""
-        while b"\r\n\r\n" not in head:
-            chunk = sock.recv(1)  # byte by byte: never read past the handshake
-            if not chunk:
-                raise ConnectionError("closed during the handshake")
-            head += chunk
-        assert head.startswith(b"HTTP/1.1 101"), head
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)  # before connect: sets the window
+            sock.settimeout(5)
+            sock.connect(("127.0.0.1", port))
+            key = base64.b64encode(os.urandom(16)).decode()
+            sock.sendall(
+                (
+                    f"GET /ws?token={token} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+                    f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+                ).encode()
+            )
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = sock.recv(1)  # byte by byte: never read past the handshake
+                if not chunk:
+                    raise ConnectionError("closed during the handshake")
+                head += chunk
+            assert head.startswith(b"HTTP/1.1 101"), head
+        except BaseException:
+            sock.close()  # a failed handshake must not leak the socket
+            raise
         return cls(sock)
 
     def send_text(self, text: str) -> None:

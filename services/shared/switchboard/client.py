@@ -154,9 +154,14 @@ class Client:
         )
         client = cls(ws)
         client._reader = asyncio.create_task(client._read())
-        first = await client.recv(timeout=timeout)
-        if first.get("type") != "welcome":
-            raise AssertionError(f"expected welcome, got {first}")
+        try:
+            first = await client.recv(timeout=timeout)
+            if first.get("type") != "welcome":
+                raise AssertionError(f"expected welcome, got {first}")
+        except BaseException:
+            # No usable client to hand back: don't leave its socket and reader behind.
+            await client.close()
+            raise
         client.welcome = first
         return client
 

@@ -19,7 +19,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 TEST_JWT_SECRET = "switchboard-test-secret-0123456789abcdef"
 TEST_API_KEY = "switchboard-test-api-key"
@@ -115,10 +115,18 @@ class LoggedProcess:
     log_path: Path
     proc: subprocess.Popen[bytes] | None = None
 
+    _log: BinaryIO | None = None
+
     def _spawn(self, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        self._close_log()  # a restart appends to the same log through a new handle
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(argv, env=env, stdout=self._log, stderr=subprocess.STDOUT)
         return self.proc
+
+    def _close_log(self) -> None:
+        if self._log is not None:
+            self._log.close()
+            self._log = None
 
     def output(self) -> str:
         try:
@@ -133,8 +141,7 @@ class LoggedProcess:
 
     def stop(self) -> None:
         self.kill()
-        if getattr(self, "_log", None) is not None:
-            self._log.close()
+        self._close_log()
 
 
 class GatewayProcess(LoggedProcess):

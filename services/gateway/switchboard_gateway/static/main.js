@@ -1,0 +1,634 @@
+// Switchboard browser client: the wiring. Plain ES modules, no dependencies,
+// no build step. Speaks chat wire protocol v1 (docs/protocol.md).
+//
+//   store.js      state: identity, rooms, messages, presence
+//   transport.js  the socket: reconnect with backoff, requests, keepalive
+//   outbox.js     publishes until acked: resends, retries, "Sent" ghosts
+//   view.js       the DOM (user text as text only, never HTML)
+//   main.js       sign-in, what each frame does, DOM events, boot
+
+import { DEFAULT_ROOM, ROOM_RE, Store, validMessage } from "./store.js";
+import { Transport, joinFrame } from "./transport.js";
+import { Outbox } from "./outbox.js";
+import { View, ui } from "./view.js";
+
+const MAX_TEXT_CHARS = 2000;          // server default; the server has the last word
+const MAX_FRAME_BYTES = 16384;        // server default: a bigger frame is closed with 1009
+const TYPING_SEND_EVERY_MS = 2000;
+const TYPING_SHOW_MS = 4000;
+const MAX_TOKEN_REFRESHES = 3;        // 4001s in a row before giving up and signing out
+
+const rand = (lo, hi) => lo + Math.random() * (hi - lo);
+
+function codePoints(s) {
+  let n = 0;
+  for (const _ of s) n++; // eslint-disable-line no-unused-vars
+  return n;
+}
+
+const store = new Store();
+
+function wsUrl() {
+  if (!store.token) return null;
+  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+  return `${scheme}//${location.host}/ws?token=${encodeURIComponent(store.token)}`;
+}
+
+const transport = new Transport({
+  url: wsUrl,
+  on: {
+    status: (kind, detail) => view.setConnState(kind, detail),
+    welcome: onWelcome,
+    frame: onFrame,
+    closed: onSocketClosed,
+    authExpired: refreshTokenAndReconnect,
+    kicked: onKicked,
+    notify: (text, options) => view.notify(text, options),
+  },
+});
+
+const outbox = new Outbox({
+  transport,
+  store,
+  on: {
+    changed: (p) => view.updatePending(p),
+    hidden: (p) => view.hidePending(p),
+    removed: (p) => view.removePending(p),
+    ackedUnseen: (p, ack) => {
+      // The ack said where it went; show it from what we know.
+      const room = store.rooms.get(p.room);
+      if (room && !room.byOffset.has(ack.offset) && (!ack.epoch || ack.epoch === room.epoch)) {
+        addMessage(room, {
+          offset: ack.offset, epoch: ack.epoch, user: store.user, text: p.text, ts: p.createdAt,
+        }, { live: false });
+      }
+    },
+    rejoin: (roomName) => {
+      const room = store.rooms.get(roomName);
+      if (room) {
+        room.joinedConn = 0;
+        sendJoin(room);
+      }
+    },
+    notify: (text, options) => view.notify(text, options),
+  },
+});
+
+const view = new View({
+  store,
+  isConnected: () => transport.connected,
+  pendingIn: (room) => outbox.visibleIn(room),
+  actions: {
+    switchRoom,
+    retry: (p) => outbox.retry(p),
+    discard: (p) => outbox.discard(p),
+  },
+});
+
+let authFailures = 0;
+
+// ---------------------------------------------------------------- sign-in
+
+async function fetchGuestToken(name) {
+  let res;
+  try {
+    res = await fetch("/auth/guest", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ name }),
+    });
+  } catch {
+    const err = new Error("Can't reach the server. Check your connection and try again.");
+    err.retryable = true;
+    throw err;
+  }
+  if (res.status === 404) {
+    const err = new Error("Guest sign-in is disabled on this server.");
+    err.code = "guests_disabled";
+    throw err;
+  }
+  let body = null;
+  try {
+    body = await res.json();
+  } catch {
+    /* not JSON */
+  }
+  if (!res.ok || !body || typeof body.token !== "string") {
+    const msg = (body && (body.message || body.error)) || `Sign-in failed (HTTP ${res.status}).`;
+    const err = new Error(String(msg));
+    err.retryable = res.status >= 500 || res.status === 429;
+    throw err;
+  }
+  return body;
+}
+
+function adoptIdentity(name, body) {
+  store.adoptIdentity(name, body);
+  view.setMe(store.user, name);
+}
+
+async function onSignIn(ev) {
+  ev.preventDefault();
+  const name = ui.nameInput.value.trim();
+  ui.signinError.textContent = "";
+  if (!name) {
+    ui.signinError.textContent = "Please enter a display name.";
+    ui.nameInput.focus();
+    return;
+  }
+  ui.signinButton.disabled = true;
+  ui.signinButton.textContent = "Signing in…";
+  try {
+    const body = await fetchGuestToken(name);
+    store.myIds = new Set();
+    adoptIdentity(name, body);
+    enterChat([DEFAULT_ROOM], DEFAULT_ROOM);
+  } catch (e) {
+    ui.signinError.textContent = e.message;
+    ui.nameInput.focus();
+  } finally {
+    ui.signinButton.disabled = false;
+    ui.signinButton.textContent = "Sign in";
+  }
+}
+
+function openRooms(roomNames, current) {
+  view.showChat();
+  store.openRooms(roomNames, current);
+  view.renderRoomList();
+  view.renderCurrentRoom();
+}
+
+function enterChat(roomNames, current) {
+  openRooms(roomNames, current);
+  store.persistRooms();
+  transport.connect();
+  ui.messageInput.focus();
+}
+
+function signOut(message = "") {
+  transport.stop();
+  for (const room of store.rooms.values()) clearTyping(room);
+  outbox.clear();
+  store.forget();
+  authFailures = 0;
+  view.setNode(null);
+  view.setConnState("signed-out");
+  view.showSignIn(message, store.name);
+}
+
+async function refreshTokenAndReconnect() {
+  authFailures++;
+  store.dropToken();
+  view.setConnState("reconnecting", "(renewing session)");
+  if (authFailures > MAX_TOKEN_REFRESHES || !store.name) {
+    signOut("Your session expired. Please sign in again.");
+    return;
+  }
+  const seq = transport.seq;
+  try {
+    const body = await fetchGuestToken(store.name);
+    if (seq !== transport.seq) return; // signed out meanwhile
+    adoptIdentity(store.name, body);
+    // A fresh token that fails again right away backs off a little.
+    transport.scheduleReconnect(authFailures > 1 ? transport.backoff.next() : 0);
+  } catch (e) {
+    if (seq !== transport.seq) return;
+    if (e.retryable) {
+      // Network trouble: keep the name, try the refresh again with backoff.
+      authFailures--;
+      view.setConnState("reconnecting");
+      const d = transport.backoff.next();
+      setTimeout(() => { if (seq === transport.seq && !store.token) refreshTokenAndReconnect(); }, d);
+      return;
+    }
+    signOut(e.code === "guests_disabled"
+      ? "Your session expired and guest sign-in is now disabled."
+      : "Your session expired. Please sign in again.");
+  }
+}
+
+function onKicked(reason) {
+  // 4003: the application disconnected us (kicked or banned). Coming back by
+  // ourselves would only be refused again; the user decides.
+  const why = reason ? `: ${reason}` : "";
+  view.notify(`You were disconnected by the server${why}. You will not be reconnected automatically.`, {
+    kind: "error", key: "conn", timeout: 0,
+    action: { label: "Reconnect", run: () => transport.connect() },
+  });
+}
+
+// ---------------------------------------------------------------- socket events
+
+function onSocketClosed() {
+  for (const room of store.rooms.values()) {
+    room.joinedConn = 0;
+    room.joinSentConn = 0;
+    clearTyping(room);
+    room.presence.clear(); // unknown while offline; the next `joined` refills it
+  }
+  view.setNode(null);
+  view.renderPresence();
+  outbox.connectionLost();
+}
+
+function onWelcome(f) {
+  authFailures = 0;
+  if (f.user && f.user.id) store.rememberUserId(f.user.id);
+  view.setNode(transport.node);
+  view.dismiss("conn");
+  for (const room of store.rooms.values()) sendJoin(room);
+}
+
+function sendJoin(room) {
+  if (transport.request(joinFrame(room), { kind: "join", room: room.name })) room.joinSentConn = transport.seq;
+}
+
+function onFrame(f, reply, seq) {
+  switch (f.type) {
+    case "joined": return onJoined(f, seq);
+    case "message": return onMessage(f);
+    case "ack": return outbox.onAck(f, reply);
+    case "error": return onError(f, reply);
+    case "presence": return onPresence(f);
+    case "presence_join": return onPresenceJoin(f);
+    case "presence_leave": return onPresenceLeave(f);
+    case "typing": return onTyping(f);
+    case "reset": return onReset(f);
+    case "history": return onHistory(f);
+    case "left":
+    case "pong":
+    default:
+      return undefined;
+  }
+}
+
+function onJoined(f, seq) {
+  const room = store.rooms.get(f.room);
+  if (!room) {
+    // We left it locally while the join was in flight.
+    transport.send({ type: "leave", room: f.room });
+    return;
+  }
+  const incoming = Array.isArray(f.messages) ? f.messages : [];
+  if (f.recovered === true && room.epoch === f.epoch) {
+    for (const m of incoming) addMessage(room, m, { live: false });
+  } else {
+    // Reload: replace with the snapshot, but keep anything newer that already
+    // arrived live under the same epoch.
+    const keep = room.messages.filter((m) => m.epoch === f.epoch && m.offset > (f.offset || 0));
+    store.clearMessages(room);
+    for (const m of incoming) addMessage(room, m, { live: false, render: false });
+    for (const m of keep) addMessage(room, m, { live: false, render: false });
+    if (room.loaded && f.recovered === false) {
+      view.notify(`Reloaded #${room.name}: some messages could not be recovered.`, {
+        kind: "info", room: room.name,
+      });
+    }
+    if (room.name === store.current) view.renderMessages();
+  }
+  room.epoch = f.epoch ?? room.epoch;
+  room.lastOffset = Math.max(
+    typeof f.offset === "number" ? f.offset : 0,
+    room.messages.length ? room.messages[room.messages.length - 1].offset : 0,
+  );
+  room.loaded = true;
+  room.joinedConn = seq;
+
+  store.setPresence(room, f.presence);
+  if (room.name === store.current) {
+    view.renderPresence();
+    view.updateComposerState();
+  }
+  view.renderRoomList();
+  outbox.flush(room.name);
+}
+
+/** Adds a message to the room (once), settles our publish of it, shows it. */
+function addMessage(room, m, { live = true, render = true } = {}) {
+  const added = store.insertMessage(room, m);
+  if (!added) return false;
+  const { msg, trimmed } = added;
+  // A pending publish of ours whose message is now visible: drop the ghost.
+  outbox.settle(room.name, msg);
+  const mine = store.isMine(msg.user);
+  if (render && room.name === store.current) {
+    view.renderInsertedMessage(room, msg, trimmed);
+  } else if (live && room.name !== store.current && !mine) {
+    room.unread++;
+    view.renderRoomList();
+  }
+  if (live && room.name === store.current && !mine) {
+    view.announce(`${msg.user.name || msg.user.id}: ${msg.text}`);
+  }
+  return true;
+}
+
+function onMessage(f) {
+  const room = store.rooms.get(f.room);
+  if (!room || !validMessage(f)) return;
+  if (room.epoch !== null && f.epoch && f.epoch !== room.epoch) {
+    // The room's history was replaced under a new epoch (we may have missed
+    // the `reset`): start over with the new epoch.
+    resetRoom(room, f.epoch, 0);
+  }
+  if (room.epoch === null && f.epoch) room.epoch = f.epoch;
+  const typingOf = f.user && room.typing.get(f.user.id);
+  if (typingOf) {
+    clearTimeout(typingOf.timer);
+    room.typing.delete(f.user.id);
+    if (room.name === store.current) view.renderTyping();
+  }
+  addMessage(room, f, { live: true });
+}
+
+function onReset(f) {
+  const room = store.rooms.get(f.room);
+  if (!room) return;
+  resetRoom(room, f.epoch, typeof f.offset === "number" ? f.offset : 0);
+}
+
+function resetRoom(room, epoch, offset) {
+  store.resetRoom(room, epoch, offset);
+  if (room.name === store.current) view.renderMessages();
+  view.notify(`The history of #${room.name} was lost on the server and has been reset.`, {
+    kind: "warn", room: room.name, timeout: 15000, key: `reset:${room.name}`,
+  });
+}
+
+function onHistory(f) {
+  const room = store.rooms.get(f.room);
+  if (!room || !Array.isArray(f.messages)) return;
+  if (f.epoch && room.epoch && f.epoch !== room.epoch) return;
+  for (const m of f.messages) addMessage(room, m, { live: false, render: false });
+  if (room.name === store.current) view.renderMessages({ keepScroll: true });
+}
+
+function onPresence(f) {
+  const room = store.rooms.get(f.room);
+  if (!room || !Array.isArray(f.members)) return;
+  store.setPresence(room, f.members);
+  if (room.name === store.current) view.renderPresence();
+}
+
+function onPresenceJoin(f) {
+  const room = store.rooms.get(f.room);
+  if (!room || !f.user || !f.user.id) return;
+  const prev = room.presence.get(f.user.id);
+  room.presence.set(f.user.id, { user: f.user, connections: prev ? prev.connections : 1 });
+  if (room.name === store.current) view.renderPresence();
+}
+
+function onPresenceLeave(f) {
+  const room = store.rooms.get(f.room);
+  if (!room || !f.user || !f.user.id) return;
+  room.presence.delete(f.user.id);
+  const t = room.typing.get(f.user.id);
+  if (t) {
+    clearTimeout(t.timer);
+    room.typing.delete(f.user.id);
+  }
+  if (room.name === store.current) {
+    view.renderPresence();
+    view.renderTyping();
+  }
+}
+
+function onTyping(f) {
+  const room = store.rooms.get(f.room);
+  if (!room || !f.user || !f.user.id || store.isMine(f.user)) return;
+  const prev = room.typing.get(f.user.id);
+  if (prev) clearTimeout(prev.timer);
+  const entry = {
+    name: f.user.name || f.user.id,
+    timer: setTimeout(() => {
+      room.typing.delete(f.user.id);
+      if (room.name === store.current) view.renderTyping();
+    }, TYPING_SHOW_MS),
+  };
+  room.typing.set(f.user.id, entry);
+  if (room.name === store.current) view.renderTyping();
+}
+
+function clearTyping(room) {
+  for (const t of room.typing.values()) clearTimeout(t.timer);
+  room.typing.clear();
+  if (room.name === store.current) view.renderTyping();
+}
+
+function onError(f, reply) {
+  const code = f.code || "error";
+  const message = f.message || code;
+  if (reply && reply.kind === "publish") return outbox.onError(f, reply);
+  if (reply && reply.kind === "join") {
+    const room = store.rooms.get(reply.room);
+    const why = {
+      forbidden: `You are not allowed to join #${reply.room}.`,
+      limit_exceeded: `You have joined too many rooms; leave one before joining #${reply.room}.`,
+      bad_request: `Can't join #${reply.room}: ${message}`,
+    }[code];
+    if (code === "unavailable" || code === "internal" || code === "rate_limited") {
+      // Transient: try again shortly.
+      view.notify(`Couldn't join #${reply.room} yet (${message}); retrying…`, { kind: "warn" });
+      const seq = transport.seq;
+      setTimeout(() => {
+        if (seq === transport.seq && room && store.rooms.get(room.name) === room) sendJoin(room);
+      }, f.retry_after || Math.round(rand(1000, 3000)));
+      return;
+    }
+    if (room && !room.loaded) {
+      removeRoomLocally(reply.room);
+    }
+    view.notify(why || `Can't join #${reply.room}: ${message}`, { kind: "error", timeout: 12000 });
+    return;
+  }
+  if (code === "not_joined" && reply && reply.kind === "leave") return; // already gone
+  view.notify(`Server: ${message}`, { kind: "error" });
+}
+
+// ---------------------------------------------------------------- publishing
+
+function publish(text) {
+  const roomName = store.current;
+  if (!roomName) return undefined;
+  const cps = codePoints(text);
+  const frameBytes = new TextEncoder().encode(
+    JSON.stringify({
+      type: "publish", id: "c000000", room: roomName, text,
+      client_msg_id: "00000000-0000-0000-0000-000000000000",
+    }),
+  ).length;
+  if (cps > MAX_TEXT_CHARS || frameBytes > MAX_FRAME_BYTES - 64) {
+    view.notify(`That message is too long (${cps} characters; the limit is ${MAX_TEXT_CHARS}).`, {
+      kind: "error", key: "too_large",
+    });
+    return false;
+  }
+  const p = outbox.add(roomName, text);
+  view.addPending(p);
+  outbox.flush(roomName);
+  return true;
+}
+
+// ---------------------------------------------------------------- rooms
+
+function joinRoom(name) {
+  if (!store.rooms.has(name)) {
+    const room = store.addRoom(name);
+    if (transport.connected) sendJoin(room);
+  }
+  switchRoom(name);
+  store.persistRooms();
+}
+
+function switchRoom(name) {
+  if (!store.rooms.has(name)) return;
+  store.current = name;
+  const room = store.rooms.get(name);
+  room.unread = 0;
+  store.persistRooms();
+  view.renderRoomList();
+  view.renderCurrentRoom();
+  if (transport.connected && room.joinedConn === transport.seq) {
+    transport.request({ type: "presence", room: name }, { kind: "presence", room: name });
+  }
+}
+
+function removeRoomLocally(name) {
+  const room = store.rooms.get(name);
+  if (!room) return;
+  clearTyping(room);
+  outbox.forgetRoom(name);
+  const wasCurrent = store.current === name;
+  store.removeRoom(name);
+  if (wasCurrent) view.renderCurrentRoom();
+  store.persistRooms();
+  view.renderRoomList();
+}
+
+function leaveCurrentRoom() {
+  const name = store.current;
+  if (!name) return;
+  if (transport.connected) transport.request({ type: "leave", room: name }, { kind: "leave", room: name });
+  removeRoomLocally(name);
+  view.announce(`Left #${name}`);
+  view.focusAfterLeave();
+}
+
+// ---------------------------------------------------------------- DOM events
+
+ui.signinForm.addEventListener("submit", onSignIn);
+ui.signOut.addEventListener("click", () => signOut());
+
+ui.joinForm.addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  let name = ui.roomInput.value.trim();
+  if (name.startsWith("#")) name = name.slice(1);
+  ui.joinError.textContent = "";
+  if (!name) {
+    ui.joinError.textContent = "Type a room name to join.";
+    ui.roomInput.focus();
+    return;
+  }
+  if (!ROOM_RE.test(name)) {
+    ui.joinError.textContent =
+      "Room names are 1–64 characters: letters, digits, and _ . : - (starting with a letter or digit).";
+    ui.roomInput.setAttribute("aria-invalid", "true");
+    ui.roomInput.focus();
+    return;
+  }
+  ui.roomInput.removeAttribute("aria-invalid");
+  ui.roomInput.value = "";
+  joinRoom(name);
+  ui.messageInput.focus();
+});
+
+ui.roomInput.addEventListener("input", () => {
+  if (ui.joinError.textContent) {
+    ui.joinError.textContent = "";
+    ui.roomInput.removeAttribute("aria-invalid");
+  }
+});
+
+ui.leaveRoom.addEventListener("click", leaveCurrentRoom);
+
+ui.composer.addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  const text = ui.messageInput.value;
+  if (!text.trim() || !store.current) {
+    ui.messageInput.focus();
+    return;
+  }
+  if (publish(text) !== false) {
+    // Our message clears our typing indicator on the other side; typing again
+    // right away should announce itself again.
+    const room = store.currentRoom();
+    if (room) room.lastTypingSent = 0;
+    ui.messageInput.value = "";
+    view.autosize();
+  }
+  ui.messageInput.focus();
+});
+
+ui.messageInput.addEventListener("keydown", (ev) => {
+  if (ev.key === "Enter" && !ev.shiftKey && !ev.isComposing) {
+    ev.preventDefault();
+    ui.composer.requestSubmit();
+  }
+});
+
+ui.messageInput.addEventListener("input", () => {
+  view.autosize();
+  const room = store.currentRoom();
+  if (!room || !ui.messageInput.value.trim()) return;
+  const now = Date.now();
+  if (now - room.lastTypingSent < TYPING_SEND_EVERY_MS) return;
+  if (transport.connected && room.joinedConn === transport.seq && transport.send({ type: "typing", room: room.name })) {
+    room.lastTypingSent = now;
+  }
+});
+
+ui.scroller.addEventListener("scroll", () => {
+  if (view.nearBottom()) ui.jumpLatest.hidden = true;
+});
+ui.jumpLatest.addEventListener("click", () => {
+  view.scrollToBottom();
+  ui.messageInput.focus();
+});
+
+window.addEventListener("online", () => transport.retryNow());
+window.addEventListener("offline", () => {
+  if (store.token && !transport.connected) view.setConnState("offline");
+});
+
+// ---------------------------------------------------------------- boot
+
+function boot() {
+  const saved = store.restore();
+  store.myIds = new Set(saved.myIds);
+  if (saved.name) {
+    store.name = saved.name;
+    ui.nameInput.value = saved.name;
+  }
+  if (saved.name && (saved.token || saved.user)) {
+    store.token = saved.token;
+    store.user = saved.user || { id: saved.name, name: saved.name };
+    if (saved.user && saved.user.id) store.myIds.add(saved.user.id);
+    view.setMe(store.user, saved.name);
+    if (saved.token) {
+      enterChat(saved.rooms, saved.current);
+    } else {
+      // Signed in before, but the token was dropped (e.g. a 4001 then reload).
+      openRooms(saved.rooms, saved.current);
+      refreshTokenAndReconnect();
+    }
+  } else {
+    view.setConnState("signed-out");
+    ui.nameInput.focus();
+  }
+}
+
+// Exposed for debugging in the console and for tests; not an API.
+window.switchboard = { store, transport, outbox, view, signOut };
+
+boot();
