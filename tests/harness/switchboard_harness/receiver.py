@@ -1,8 +1,8 @@
 """A real webhook receiver on loopback for tests: a Starlette app under
 uvicorn in a thread, recording every delivery with its signature checked.
 
-It can fail on purpose: the next N requests answered with a status, or held
-longer than the dispatcher waits. Tests wait on its condition variable
+It can fail on purpose: the next N requests (or all) answered with a status,
+or requests held unanswered until the test releases them. Tests wait on its condition variable
 (``wait_for``), never on sleeps.
 """
 
@@ -48,7 +48,10 @@ class WebhookReceiver:
         self.fail_next = 0  # answer the next N requests with fail_status
         self.fail_status = 503
         self.fail_always = False
-        self.hold_s = 0.0  # answer each request only after this long
+        self.held = 0  # requests waiting at the closed gate (see hold())
+        self._gate = threading.Event()
+        self._gate.set()
+        self._held_status: int | None = None
         self.cond = threading.Condition()
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -64,14 +67,22 @@ class WebhookReceiver:
             stamp: int | None = int(request.headers.get(TIMESTAMP_HEADER, ""))
         except ValueError:
             stamp = None
+        held_status = None
+        if not self._gate.is_set():
+            with self.cond:
+                self.held += 1
+                self.cond.notify_all()
+            await asyncio.to_thread(self._gate.wait, 60)
+            with self.cond:
+                self.held -= 1
+                held_status = self._held_status
         with self.cond:
             failing = self.fail_always or self.fail_next > 0
             if self.fail_next > 0:
                 self.fail_next -= 1
-            hold = self.hold_s
-        if hold:
-            await asyncio.sleep(hold)
         status = self.fail_status if failing else (200 if signature_ok else 401)
+        if held_status is not None:
+            status = held_status
         with self.cond:
             self.deliveries.append(Delivery(body, json.loads(body), signature_ok, stamp, status))
             self.cond.notify_all()
@@ -90,7 +101,19 @@ class WebhookReceiver:
             time.sleep(0.01)
         return self
 
+    def hold(self) -> None:
+        """Keep every request from now on waiting, unanswered, until release()."""
+        self._gate.clear()
+
+    def release(self, status: int | None = None) -> None:
+        """Let held requests go on; `status` answers them instead of the
+        usual outcome (e.g. 503 for a request whose dispatcher was killed)."""
+        with self.cond:
+            self._held_status = status
+        self._gate.set()
+
     def stop(self) -> None:
+        self._gate.set()
         if self._server is not None:
             self._server.should_exit = True
         if self._thread is not None:
