@@ -46,11 +46,15 @@ class EventsWriter:
         self.stream = self.layout.stream_for_tag("any room")
         self.maxlen = maxlen
 
-    def message(self, room: str, offset: int, text: str, user: tuple[str, str] = ("u1", "Ann"), epoch: str = "ep01") -> None:
+    def message(
+        self, room: str, offset: int, text: str, user: tuple[str, str] = ("u1", "Ann"), epoch: str = "ep01"
+    ) -> bytes:
+        """Appends the message event; returns the message frame as publish.lua builds it."""
         body = frames.MessageBody(user=frames.User(*user), text=text, ts=int(time.time() * 1000))
-        self.redis.eval(
+        frame: bytes = self.redis.eval(
             _MESSAGE_EVENT, 1, self.stream, self.maxlen, codec.message_head(room), codec.message_tail(body), offset, epoch
         )
+        return frame
 
     def room_event(self, kind: str, room: str, user: tuple[str, str] = ("u1", "Ann")) -> None:
         user_json = json.dumps({"id": user[0], "name": user[1]})
