@@ -49,7 +49,7 @@ def backoff_delay(attempt: int, base_s: float, max_s: float) -> float:
     """Wait after failed attempt number `attempt` (1-based): base·2^(n−1),
     capped, then "equal jitter" (between half and all of it) so retries of
     many batches spread out without ever coming back at once."""
-    delay = min(max_s, base_s * 2 ** min(attempt - 1, 30))
+    delay = min(max_s, base_s * 2.0 ** min(attempt - 1, 30))
     return delay / 2 + random.uniform(0, delay / 2)
 
 

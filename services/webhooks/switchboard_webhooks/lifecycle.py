@@ -43,7 +43,7 @@ def run(service: WebhookService) -> None:
         access_log=False,  # scrapes and probes every few seconds: noise
         # The listener closes at once; the lifespan shutdown waits for the
         # batch in flight (bounded by WEBHOOK_TIMEOUT).
-        timeout_graceful_shutdown=1.0,
+        timeout_graceful_shutdown=1,
         server_header=False,
     )
     DispatcherServer(config, service).run()

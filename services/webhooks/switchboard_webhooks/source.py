@@ -372,14 +372,14 @@ class ClusterSource(EventSource):
         last: Exception | None = None
         for node in list(self._by_address.values()):
             try:
-                known: list[Any] = await node.redis.execute_command("CLUSTER SLOTS")
+                known: list[Any] = await node.redis.execute_command("CLUSTER SLOTS")  # type: ignore[no-untyped-call]
                 return known
             except (RedisError, OSError) as exc:
                 last = exc
         for seed in self.seeds:
             redis = Redis.from_url(seed)
             try:
-                seeded: list[Any] = await redis.execute_command("CLUSTER SLOTS")
+                seeded: list[Any] = await redis.execute_command("CLUSTER SLOTS")  # type: ignore[no-untyped-call]
                 return seeded
             except (RedisError, OSError) as exc:
                 last = exc

@@ -74,9 +74,11 @@ _batch_decoder = msgspec.json.Decoder(list[Event])
 
 def decode_event(data: bytes | str) -> Event:
     """One event; raises msgspec.ValidationError / DecodeError when it is not one."""
-    return _event_decoder.decode(data)
+    event: Event = _event_decoder.decode(data)
+    return event
 
 
 def decode_batch(data: bytes | str) -> list[Event]:
     """A webhook delivery's body: a JSON array of events."""
-    return _batch_decoder.decode(data)
+    events: list[Event] = _batch_decoder.decode(data)
+    return events
