@@ -22,8 +22,7 @@ def main() -> int:
     from switchboard_webhooks.app import WebhookService
     from switchboard_webhooks.lifecycle import run
 
-    run(WebhookService(settings))
-    return 0
+    return run(WebhookService(settings))
 
 
 if __name__ == "__main__":

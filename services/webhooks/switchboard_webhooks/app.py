@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
@@ -38,6 +38,10 @@ class WebhookService:
         )
         self.dispatcher = Dispatcher(settings, connect, self.poster, self.metrics)
         self._task: asyncio.Task[None] | None = None
+        self.failed = False
+        # Called when the delivery loop ends by itself (a bug): the server
+        # stops and the process exits 1, so any supervisor restarts it.
+        self.on_failure: Callable[[], None] = lambda: None
         self.app = Starlette(
             routes=[Route("/healthz", self.healthz), Route("/metrics", self.metrics_endpoint)],
             lifespan=self.lifespan,
@@ -46,6 +50,7 @@ class WebhookService:
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
         self._task = asyncio.create_task(self.dispatcher.run())
+        self._task.add_done_callback(self._ended)
         try:
             yield
         finally:
@@ -53,8 +58,16 @@ class WebhookService:
             try:
                 await self._task
             except Exception:
-                log.exception("the dispatcher failed")
+                if not self.failed:  # else _ended logged it
+                    log.exception("the delivery loop failed while stopping")
             await self.poster.close()
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        if self.dispatcher.stopping:
+            return
+        self.failed = True
+        log.error("the delivery loop ended unexpectedly: %r", None if task.cancelled() else task.exception())
+        self.on_failure()
 
     def stop(self) -> None:
         self.dispatcher.stop()

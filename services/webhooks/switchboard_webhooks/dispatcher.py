@@ -37,6 +37,8 @@ from switchboard_webhooks.source import EventSource, Item
 log = logging.getLogger("switchboard.webhooks")
 
 READ_BLOCK_S = 1.0  # a blocked read returns at least this often (stop, health)
+PRUNE_INTERVAL_S = 600.0  # how often stopped dispatchers are removed from the group
+PRUNE_IDLE_MS = 3_600_000  # ... once idle this long with nothing pending
 
 
 def consumer_name() -> str:
@@ -193,15 +195,21 @@ class Dispatcher:
             log.warning("refreshing the streams failed: %s", exc)
 
     async def _maintenance_loop(self) -> None:
-        """Claim abandoned events, find new streams, update the backlog gauges."""
+        """Claim abandoned events, find new streams, forget stopped
+        dispatchers, update the backlog gauges."""
         assert self.source is not None
         interval = min(max(self.settings.claim_idle_s / 4, 0.1), 15.0)
         next_discovery = time.monotonic() + self.settings.discovery_interval_s
+        next_prune = time.monotonic() + PRUNE_INTERVAL_S / 10
         while not await self._sleep(interval):
             try:
                 if time.monotonic() >= next_discovery:
                     next_discovery = time.monotonic() + self.settings.discovery_interval_s
                     await self.source.refresh()
+                if time.monotonic() >= next_prune:
+                    next_prune = time.monotonic() + PRUNE_INTERVAL_S
+                    if removed := await self.source.prune_consumers(self.consumer, PRUNE_IDLE_MS):
+                        log.info("removed %d stopped dispatchers from the group", removed)
                 await self._claim_abandoned()
                 lag, pending = await self.source.backlog()
                 self.metrics.lag.set(lag)

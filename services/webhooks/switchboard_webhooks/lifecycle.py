@@ -4,7 +4,8 @@ On the first SIGTERM or SIGINT the delivery loop stops reading at once
 (``Dispatcher.stop``) while uvicorn closes its listener; the lifespan then
 waits for the batches in flight: a POST under way finishes (at most
 WEBHOOK_TIMEOUT), the rest is released to the other dispatchers. A second
-signal exits without waiting. A clean stop exits 0.
+signal exits without waiting. A clean stop exits 0; a delivery loop that
+ended by itself (a bug) stops the server and exits 1.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ class DispatcherServer(uvicorn.Server):
         asyncio.get_event_loop().call_soon_threadsafe(self.service.stop)
 
 
-def run(service: WebhookService) -> None:
+def run(service: WebhookService) -> int:
+    """Serve until stopped; the exit status (1 when the delivery loop failed)."""
     settings = service.settings
     config = uvicorn.Config(
         service.app,
@@ -46,4 +48,11 @@ def run(service: WebhookService) -> None:
         timeout_graceful_shutdown=1,
         server_header=False,
     )
-    DispatcherServer(config, service).run()
+    server = DispatcherServer(config, service)
+
+    def stop_server() -> None:
+        server.should_exit = True
+
+    service.on_failure = stop_server
+    server.run()
+    return 1 if service.failed else 0

@@ -199,6 +199,22 @@ class Node:
             pipe.xack(stream, WEBHOOK_GROUP, *[i.entry_id for i in items])
         await pipe.execute()
 
+    async def prune_consumers(self, stream: str, keep: str, idle_ms: int) -> int:
+        """Forget consumers (dispatchers that stopped) idle for `idle_ms`
+        with nothing pending: nothing is lost, a live one is re-created by
+        its next read. Returns how many were removed."""
+        try:
+            consumers = await self.redis.xinfo_consumers(stream, WEBHOOK_GROUP)
+        except ResponseError:
+            return 0  # no group (yet)
+        gone = [
+            c["name"] for c in consumers
+            if int(c["pending"]) == 0 and int(c["idle"]) > idle_ms and _text(c["name"]) != keep
+        ]
+        for name in gone:
+            await self.redis.xgroup_delconsumer(stream, WEBHOOK_GROUP, name)
+        return len(gone)
+
     async def backlog(self, streams: list[str]) -> tuple[int, int]:
         """(lag, pending) of the webhooks group over `streams`."""
         pipe = self.redis.pipeline(transaction=False)
@@ -259,6 +275,12 @@ class EventSource(ABC):
 
     async def claim_abandoned(self, consumer: str, stream: str, min_idle_ms: int, count: int) -> tuple[list[Item], int]:
         return await self._node(stream).claim_abandoned(consumer, stream, min_idle_ms, count)
+
+    async def prune_consumers(self, keep: str, idle_ms: int) -> int:
+        removed = 0
+        for stream in self.streams():
+            removed += await self._node(stream).prune_consumers(stream, keep, idle_ms)
+        return removed
 
     async def reclaim(self, consumer: str, items: list[Item], min_idle_ms: int) -> list[Item]:
         """The items still ours, each with one more attempt counted."""
