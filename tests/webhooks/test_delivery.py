@@ -75,3 +75,26 @@ def test_a_malformed_entry_is_dead_lettered_and_the_rest_delivered(
     # Never shown to the receiver.
     assert all(msgspec.json.decode(d.body) for d in receiver.deliveries)
     assert sum(len(d.events) for d in receiver.deliveries) == 2
+
+
+def test_lag_and_pending_gauges(
+    start_dispatcher: DispatcherFactory, receiver: WebhookReceiver, events: EventsWriter
+) -> None:
+    receiver.hold()
+    dispatcher = start_dispatcher(WEBHOOK_CONCURRENCY="1", WEBHOOK_BATCH_MAX="10")
+    events.many(50)
+    receiver.wait_for(lambda r: r.held == 1, 10, "one batch in flight")
+    # 10 read and unacknowledged, 40 not read yet by the group.
+    wait_until(
+        lambda: (dispatcher.metric("switchboard_webhook_pending_events"),
+                 dispatcher.metric("switchboard_webhook_lag_events")) == (10, 40),
+        10, "pending 10, lag 40",
+    )
+    assert dispatcher.metric("switchboard_webhook_batches_in_flight") == 1
+    receiver.release()
+    receiver.wait_accepted(50)
+    wait_until(
+        lambda: (dispatcher.metric("switchboard_webhook_pending_events"),
+                 dispatcher.metric("switchboard_webhook_lag_events")) == (0, 0),
+        10, "pending 0, lag 0",
+    )
