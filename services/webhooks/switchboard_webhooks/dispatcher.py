@@ -210,19 +210,20 @@ class Dispatcher:
                     next_prune = time.monotonic() + PRUNE_INTERVAL_S
                     if removed := await self.source.prune_consumers(self.consumer, PRUNE_IDLE_MS):
                         log.info("removed %d stopped dispatchers from the group", removed)
-                await self._claim_abandoned()
-                lag, pending = await self.source.backlog()
-                self.metrics.lag.set(lag)
-                self.metrics.pending.set(pending)
+                backlog = await self.source.backlog()
+                self.metrics.lag.set(sum(b.lag for b in backlog.values()))
+                self.metrics.pending.set(sum(b.pending for b in backlog.values()))
+                # Only streams with pending events can have abandoned ones.
+                await self._claim_abandoned([s for s, b in backlog.items() if b.pending])
                 self.metrics.streams.set(len(self.source.streams()))
                 self.metrics.redis_available.set(1)
             except (RedisError, OSError) as exc:
                 self.metrics.redis_available.set(0)
                 log.warning("claim/backlog round failed: %s", exc)
 
-    async def _claim_abandoned(self) -> None:
+    async def _claim_abandoned(self, streams: list[str]) -> None:
         assert self.source is not None
-        for stream in self.source.streams():
+        for stream in streams:
             while not self.stopping and not self._slots.locked():
                 await self._slots.acquire()
                 try:

@@ -60,6 +60,12 @@ class Item:
     malformed: str | None = None  # why the entry is not an event
 
 
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    lag: int  # entries the group has not read yet
+    pending: int  # read by some dispatcher, not acknowledged
+
+
 def make_item(layout: EventsLayout, stream: str, entry_id: str, fields: dict[bytes, bytes], attempts: int) -> Item:
     stored = fields.get(EVENT_FIELD)
     if stored is None:
@@ -122,16 +128,24 @@ class Node:
             replies = await pipe.execute(raise_on_error=False)
         items: list[Item] = []
         missing_groups = []
+        error: Exception | None = None
         for stream, reply in zip(streams, replies):
             if isinstance(reply, ResponseError) and "NOGROUP" in str(reply):
                 missing_groups.append(stream)  # the stream was deleted (or Redis lost it)
-                continue
-            if isinstance(reply, Exception):
-                raise reply
-            for _, entries in reply or []:
-                items += [make_item(self.layout, stream, _text(eid), fields, 1) for eid, fields in entries]
+            elif isinstance(reply, Exception):
+                error = reply  # e.g. MOVED: that slot left this primary
+            else:
+                for _, entries in reply or []:
+                    items += [make_item(self.layout, stream, _text(eid), fields, 1) for eid, fields in entries]
         if missing_groups:
             await self.ensure_groups(missing_groups)
+        if error is not None:
+            # What the other streams gave is pending for us now: deliver it.
+            # The failing streams are read again after the caller's refresh
+            # (or the periodic one, when others keep giving events).
+            if not items:
+                raise error
+            log.warning("reading some events streams failed: %s", error)
         return items
 
     async def _xreadgroup(self, consumer: str, stream: str, count: int, block_ms: int | None) -> Any:
@@ -215,20 +229,21 @@ class Node:
             await self.redis.xgroup_delconsumer(stream, WEBHOOK_GROUP, name)
         return len(gone)
 
-    async def backlog(self, streams: list[str]) -> tuple[int, int]:
-        """(lag, pending) of the webhooks group over `streams`."""
+    async def backlog(self, streams: list[str]) -> dict[str, Backlog]:
+        """The webhooks group's backlog in each of `streams`."""
         pipe = self.redis.pipeline(transaction=False)
         for stream in streams:
             pipe.xinfo_groups(stream)
-        lag = pending = 0
-        for result in await pipe.execute(raise_on_error=False):
+        out = {}
+        for stream, result in zip(streams, await pipe.execute(raise_on_error=False)):
             if isinstance(result, Exception):
                 continue  # the stream went away: nothing to count
             for group in result:
                 if _text(group["name"]) == WEBHOOK_GROUP:
-                    pending += int(group.get("pending") or 0)
-                    lag += int(group.get("lag") or 0)
-        return lag, pending
+                    # lag is null when Redis cannot tell (entries deleted
+                    # inside the range): counted as 0.
+                    out[stream] = Backlog(int(group.get("lag") or 0), int(group.get("pending") or 0))
+        return out
 
 
 class EventSource(ABC):
@@ -320,15 +335,15 @@ class EventSource(ABC):
         await pipe.execute()
         await self.ack(items)
 
-    async def backlog(self) -> tuple[int, int]:
-        lag = pending = 0
+    async def backlog(self) -> dict[str, Backlog]:
+        """Per stream: events not yet read by the group, and read but not
+        acknowledged."""
+        out: dict[str, Backlog] = {}
         for node in self._nodes():
             streams = [s for s in self.streams() if self._node(s) is node]
             if streams:
-                node_lag, node_pending = await node.backlog(streams)
-                lag += node_lag
-                pending += node_pending
-        return lag, pending
+                out.update(await node.backlog(streams))
+        return out
 
 
 class StandaloneSource(EventSource):
