@@ -73,6 +73,7 @@ def test_compose_override() -> None:
     assert hooks["depends_on"]["redis"]["condition"] == "service_healthy"
 
     receiver = services["receiver"]
+    assert receiver["build"] == base["gateway"]["build"], "built, never pulled"
     assert _compose_value(receiver["environment"]["WEBHOOK_SECRET"]) == env["WEBHOOK_SECRET"]
     mounted = [v.split(":")[0] for v in receiver["volumes"] if v.startswith("./")]
     assert mounted and all((ROOT / m).is_file() for m in mounted)
