@@ -329,4 +329,59 @@ backend {self.BACKEND}
 
 
 
+def parse_metrics(text: str) -> dict[str, float]:
+    """Prometheus text format -> {"name{labels}": value} (comments skipped)."""
+    values = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            values[name] = float(value)
+    return values
+
+
+class DispatcherProcess(LoggedProcess):
+    """``python -m switchboard_webhooks`` on a free port; keyword arguments
+    become environment variables (WEBHOOK_URL, WEBHOOK_SECRET, ...)."""
+
+    def __init__(self, redis_url: str, *, name: str, log_dir: str | None = None, **env: Any) -> None:
+        self.port = free_port()
+        self.name = name
+        self.env = {
+            **os.environ,
+            "REDIS_URL": redis_url,
+            "HOST": "127.0.0.1",
+            "PORT": str(self.port),
+            "LOG_LEVEL": "info",
+            **{k: str(v) for k, v in env.items()},
+        }
+        self.log_path = Path(log_dir or tempfile.gettempdir()) / f"webhooks-{name}-{self.port}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 20.0, wait_ready: bool = True) -> DispatcherProcess:
+        self._spawn([sys.executable, "-m", "switchboard_webhooks"], self.env)
+        if wait_ready:
+            _wait_until(lambda: http_status(self.http_url + "/healthz") == 200, timeout,
+                        f"dispatcher {self.name} /healthz", self.proc)
+        return self
+
+    def metrics(self) -> dict[str, float]:
+        with urllib.request.urlopen(self.http_url + "/metrics", timeout=2) as response:
+            return parse_metrics(response.read().decode())
+
+    def metric(self, name: str) -> float:
+        """A counter (its ``_total``) or gauge by name; 0 when absent."""
+        values = self.metrics()
+        return values.get(f"{name}_total", values.get(name, 0.0))
+
+    def signal(self, sig: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    def wait(self, timeout: float) -> int:
+        assert self.proc is not None
+        return self.proc.wait(timeout)
 from switchboard_harness.cluster import RedisClusterProcess as RedisClusterProcess  # noqa: E402  (needs free_port)

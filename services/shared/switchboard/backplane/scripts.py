@@ -20,6 +20,9 @@ class Script:
 
 
 _prelude = _read("presence_prelude.lua")
+# Functions append_event() and room_event(): prepend to a script that makes a
+# change with an event (see scripts/events.lua).
+EVENTS_PRELUDE = _read("events.lua")
 
 PUBLISH = Script("publish", _read("publish.lua"))
 READ = Script("read", _read("read.lua"))
@@ -28,5 +31,6 @@ PRESENCE_UPSERT = Script("presence_upsert", _prelude + _read("presence_upsert.lu
 PRESENCE_REMOVE = Script("presence_remove", _prelude + _read("presence_remove.lua"))
 PRESENCE_MEMBERS = Script("presence_members", _prelude + _read("presence_members.lua"))
 PRESENCE_SWEEP = Script("presence_sweep", _prelude + "sweep()\npublish_count()\nreturn {}\n")
+APPEND_EVENT = Script("append_event", EVENTS_PRELUDE + _read("append_event.lua"))
 
-ALL = (PUBLISH, READ, RENEW_EPOCH, PRESENCE_UPSERT, PRESENCE_REMOVE, PRESENCE_MEMBERS, PRESENCE_SWEEP)
+ALL = (PUBLISH, READ, RENEW_EPOCH, PRESENCE_UPSERT, PRESENCE_REMOVE, PRESENCE_MEMBERS, PRESENCE_SWEEP, APPEND_EVENT)

@@ -1,0 +1,1 @@
+"""The webhook dispatcher tier (real Redis, real dispatcher processes, a real receiver)."""
