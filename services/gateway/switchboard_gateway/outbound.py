@@ -21,7 +21,7 @@ import asyncio
 import types
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Generator
-from typing import Any
+from typing import Any, cast
 
 Message = dict[str, Any]
 Send = Callable[[Message], Awaitable[None]]
@@ -67,7 +67,9 @@ class Outbound:
                 self.stop()
                 self._on_overflow()
             return
-        coro = self._send(message)
+        # uvicorn's ``send`` is a coroutine function: stepping the coroutine by
+        # hand sends at once when the transport is free, without a task.
+        coro = cast(Coroutine[Any, Any, None], self._send(message))
         try:
             pending = coro.send(None)
         except StopIteration:

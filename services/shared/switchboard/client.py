@@ -61,7 +61,8 @@ async def guest_token(http_base: str, name: str) -> str:
     async with httpx.AsyncClient(base_url=http_base, timeout=10) as http:
         response = await http.post("/auth/guest", json={"name": name})
         response.raise_for_status()
-        return response.json()["token"]
+        token: str = response.json()["token"]
+        return token
 
 
 class RoomPresence:
@@ -173,7 +174,8 @@ class Client:
 
     @property
     def node(self) -> str:
-        return self.welcome["node"]
+        node: str = self.welcome["node"]
+        return node
 
     async def _read(self) -> None:
         try:

@@ -116,7 +116,7 @@ class Node:
         pipe = self.redis.pipeline(transaction=False)
         for stream in streams:
             pipe.exists(stream)
-        return [s for s, n in zip(streams, await pipe.execute()) if n]
+        return [s for s, n in zip(streams, await pipe.execute(), strict=False) if n]
 
     async def read_new(self, consumer: str, streams: list[str], count: int, block_ms: int | None) -> list[Item]:
         if len(streams) == 1:
@@ -129,7 +129,7 @@ class Node:
         items: list[Item] = []
         missing_groups = []
         error: Exception | None = None
-        for stream, reply in zip(streams, replies):
+        for stream, reply in zip(streams, replies, strict=False):
             if isinstance(reply, ResponseError) and "NOGROUP" in str(reply):
                 missing_groups.append(stream)  # the stream was deleted (or Redis lost it)
             elif isinstance(reply, Exception):
@@ -195,7 +195,7 @@ class Node:
         for stream in order:
             pipe.xclaim(stream, WEBHOOK_GROUP, consumer, min_idle_ms, [i.entry_id for i in grouped[stream]], justid=False)
         kept = set()
-        for stream, entries in zip(order, await pipe.execute()):
+        for stream, entries in zip(order, await pipe.execute(), strict=False):
             kept |= {(stream, _text(eid)) for eid, _ in entries}
         return kept
 
@@ -235,7 +235,7 @@ class Node:
         for stream in streams:
             pipe.xinfo_groups(stream)
         out = {}
-        for stream, result in zip(streams, await pipe.execute(raise_on_error=False)):
+        for stream, result in zip(streams, await pipe.execute(raise_on_error=False), strict=False):
             if isinstance(result, Exception):
                 continue  # the stream went away: nothing to count
             for group in result:

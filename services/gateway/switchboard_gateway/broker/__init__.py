@@ -8,7 +8,6 @@ from switchboard.backplane.connect import ClusterMode
 from switchboard_gateway.broker.base import Broker, BrokerEvents, BrokerUnavailable
 from switchboard_gateway.settings import Settings
 
-
 _CLUSTER_MODES: dict[str, ClusterMode] = {"auto": "auto", "true": "true", "false": "false"}
 
 

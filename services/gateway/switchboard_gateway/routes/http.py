@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import hmac
 import json
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import msgspec
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from switchboard.protocol import codec, frames
@@ -53,7 +54,7 @@ def _int_param(request: Request, name: str, default: int | None, low: int, high:
     return value
 
 
-def build_routes(node: Node) -> list:
+def build_routes(node: Node) -> list[BaseRoute]:
     settings = node.settings
 
     def authorized(request: Request) -> bool:
@@ -75,7 +76,7 @@ def build_routes(node: Node) -> list:
     async def metrics(request: Request) -> Response:
         return Response(generate_latest(node.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    def api(handler):  # type: ignore[no-untyped-def]
+    def api(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
         """The API key check, room-name check and `unavailable` mapping every
         /api route shares."""
 
@@ -135,7 +136,7 @@ def build_routes(node: Node) -> list:
         except ValueError:
             return _error(400, str(ErrorCode.BAD_REQUEST), "expected a JSON body")
         name = payload.get("name") if isinstance(payload, dict) else None
-        if not valid_guest_name(name):
+        if not isinstance(name, str) or not valid_guest_name(name):
             return _error(400, str(ErrorCode.BAD_REQUEST), "name: 1-32 letters, digits, spaces, . ' _ -")
         token, principal = issue_guest_token(name, settings.jwt_secret, settings.guest_token_ttl_s)
         return JSONResponse({"token": token, "user": {"id": principal.user_id, "name": principal.name}})

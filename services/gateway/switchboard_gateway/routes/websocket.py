@@ -29,14 +29,16 @@ log = logging.getLogger("switchboard.ws")
 def _header(scope: Scope, name: bytes) -> str | None:
     for key, value in scope["headers"]:
         if key == name:
-            return value.decode("latin-1")
+            header: str = value.decode("latin-1")
+            return header
     return None
 
 
 def _token(scope: Scope) -> str | None:
     query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
     if query.get("token"):
-        return query["token"][0]
+        token: str = query["token"][0]
+        return token
     auth = _header(scope, b"authorization")
     if auth and auth[:7].lower() == "bearer ":
         return auth[7:].strip()

@@ -108,7 +108,7 @@ class AutoPipeline:
             confirmed = results[-1]
             replicated = isinstance(confirmed, int) and confirmed >= durability.replicas
         missing = []
-        for call, position in zip(batch, positions):
+        for call, position in zip(batch, positions, strict=False):
             result = results[position]
             if call.future.done():
                 continue

@@ -135,7 +135,7 @@ class Backplane:
             meta = self.keys(room).meta
             futures.append(self.commands.execute(meta, "HMGET", meta, "e", "s", idempotent=True))
         out = {}
-        for room, (epoch, top) in zip(rooms, await asyncio.gather(*futures)):
+        for room, (epoch, top) in zip(rooms, await asyncio.gather(*futures), strict=False):
             out[room] = (epoch.decode() if epoch else None, int(top or 0))
         return out
 

@@ -40,7 +40,8 @@ def _frame_id_of(data: str | bytes) -> frames.FrameId:
 
 def decode_client_frame(data: str | bytes) -> frames.ClientFrame:
     try:
-        return _client_decoder.decode(data)
+        frame: frames.ClientFrame = _client_decoder.decode(data)
+        return frame
     except msgspec.ValidationError as exc:
         raise ProtocolError(ErrorCode.BAD_REQUEST, str(exc), _frame_id_of(data)) from None
     except msgspec.DecodeError as exc:

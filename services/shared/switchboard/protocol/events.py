@@ -13,8 +13,6 @@ reader keeps working when events gain fields.
 
 from __future__ import annotations
 
-from typing import Union
-
 import msgspec
 from msgspec import Struct
 
@@ -65,7 +63,7 @@ class UserLeft(_Event, tag="user_left"):
     user: User
 
 
-Event = Union[MessageEvent, RoomOccupied, RoomVacated, UserJoined, UserLeft]
+Event = MessageEvent | RoomOccupied | RoomVacated | UserJoined | UserLeft
 EVENT_TYPES = ("message", "room_occupied", "room_vacated", "user_joined", "user_left")
 
 _event_decoder = msgspec.json.Decoder(Event)

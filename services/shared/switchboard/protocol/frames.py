@@ -8,7 +8,7 @@ bytes are reused for every member and for history (``msgspec.Raw``).
 
 from __future__ import annotations
 
-from typing import Annotated, Union
+from typing import Annotated
 
 from msgspec import Meta, Raw, Struct
 
@@ -69,7 +69,7 @@ class Ping(_ClientFrame, tag="ping"):
     pass
 
 
-ClientFrame = Union[Join, Leave, Publish, History, Presence, Typing, Ping]
+ClientFrame = Join | Leave | Publish | History | Presence | Typing | Ping
 ROOM_FRAMES = (Join, Leave, Publish, History, Presence, Typing)
 
 
