@@ -29,6 +29,9 @@ from switchboard_harness.receiver import WebhookReceiver
 
 from .conftest import DispatcherFactory, wait_until
 
+# The dispatcher on one redis-server; test_cluster.py covers a Redis Cluster.
+pytestmark = pytest.mark.single_redis
+
 
 @pytest.fixture(scope="module")
 def cluster_urls() -> Iterator[list[str]]:

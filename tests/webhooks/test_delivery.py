@@ -6,11 +6,15 @@ from __future__ import annotations
 import time
 
 import msgspec
+import pytest
 
 from switchboard.protocol.events import MessageEvent, RoomOccupied, RoomVacated, UserJoined, UserLeft, decode_batch
 from switchboard_harness.receiver import WebhookReceiver
 
 from .conftest import DispatcherFactory, EventsWriter, ids_of, wait_until
+
+# The dispatcher on one redis-server; test_cluster.py covers a Redis Cluster.
+pytestmark = pytest.mark.single_redis
 
 
 def test_every_event_type_arrives_signed(

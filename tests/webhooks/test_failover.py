@@ -5,9 +5,14 @@ from __future__ import annotations
 import signal
 from collections import Counter
 
+import pytest
+
 from switchboard_harness.receiver import WebhookReceiver
 
 from .conftest import DispatcherFactory, EventsWriter, ids_of, wait_until
+
+# The dispatcher on one redis-server; test_cluster.py covers a Redis Cluster.
+pytestmark = pytest.mark.single_redis
 
 
 def test_a_dispatcher_killed_mid_batch_loses_nothing(

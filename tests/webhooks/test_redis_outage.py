@@ -13,6 +13,9 @@ from switchboard_harness.receiver import WebhookReceiver
 
 from .conftest import DispatcherFactory, EventsWriter, ids_of, wait_until
 
+# The dispatcher on one redis-server; test_cluster.py covers a Redis Cluster.
+pytestmark = pytest.mark.single_redis
+
 
 @pytest.fixture
 def private_redis() -> Iterator[RedisProcess]:

@@ -6,9 +6,14 @@ from __future__ import annotations
 import json
 from collections import Counter
 
+import pytest
+
 from switchboard_harness.receiver import WebhookReceiver
 
 from .conftest import DispatcherFactory, EventsWriter, ids_of, wait_until
+
+# The dispatcher on one redis-server; test_cluster.py covers a Redis Cluster.
+pytestmark = pytest.mark.single_redis
 
 
 def test_a_receiver_failing_the_first_attempts_gets_every_event(

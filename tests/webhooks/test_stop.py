@@ -14,6 +14,9 @@ from switchboard_harness.receiver import WebhookReceiver
 
 from .conftest import DispatcherFactory, EventsWriter, ids_of, wait_until
 
+# The dispatcher on one redis-server; test_cluster.py covers a Redis Cluster.
+pytestmark = pytest.mark.single_redis
+
 
 def test_sigterm_when_idle_exits_0(start_dispatcher: DispatcherFactory) -> None:
     dispatcher = start_dispatcher()
