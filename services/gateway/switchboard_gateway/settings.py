@@ -15,52 +15,20 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 from urllib.parse import urlparse
 
-
-class SettingsError(ValueError):
-    """A configuration value is missing or invalid."""
-
-
-def _bool(raw: str) -> bool:
-    value = raw.strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off", ""):
-        return False
-    raise ValueError("expected true or false")
-
-
-def _positive_int(raw: str) -> int:
-    value = int(raw)
-    if value < 1:
-        raise ValueError("must be at least 1")
-    return value
-
-
-def _non_negative_int(raw: str) -> int:
-    value = int(raw)
-    if value < 0:
-        raise ValueError("must be zero or more")
-    return value
-
-
-def _positive_float(raw: str) -> float:
-    value = float(raw)
-    if not value > 0 or value != value or value == float("inf"):
-        raise ValueError("must be a positive number")
-    return value
+# The casts every service shares (the webhook dispatcher reads its settings
+# with the same ones), under the names this module has always used.
+from switchboard.config import SettingsError as SettingsError
+from switchboard.config import boolean as _bool
+from switchboard.config import non_negative_int as _non_negative_int
+from switchboard.config import port as _port
+from switchboard.config import positive_float as _positive_float
+from switchboard.config import positive_int as _positive_int
 
 
 def _non_negative_float(raw: str) -> float:
     value = float(raw)
     if not value >= 0 or value == float("inf"):
         raise ValueError("must be zero or a positive number")
-    return value
-
-
-def _port(raw: str) -> int:
-    value = int(raw)
-    if not 0 <= value <= 65535:
-        raise ValueError("must be a TCP port (0-65535)")
     return value
 
 
