@@ -25,6 +25,7 @@ process runs on the same event loop as the servers (``spec["loop"]``).
 from __future__ import annotations
 
 import asyncio
+import os
 import resource
 import time
 from array import array
@@ -231,6 +232,7 @@ class Worker:
             await ready
         finally:
             loop.remove_reader(fd)
+            os.set_blocking(fd, True)  # uvloop's add_reader made it non-blocking; pipe.send needs blocking
         return self.pipe.recv()
 
     async def run(self) -> None:
