@@ -41,6 +41,7 @@ def test_defaults() -> None:
     assert (s.send_queue_max, s.send_queue_max_bytes) == (1000, 4 * 1024 * 1024)
     assert s.abuse_errors == 50
     assert (s.drain_notice_s, s.drain_timeout_s) == (2, 10)
+    assert (s.ws_ping_interval_s, s.ws_ping_timeout_s, s.ws_fast_path) == (20, 20, True)
     assert not s.memory_broker
     assert s.node  # the hostname when NODE_ID is unset
 
@@ -56,7 +57,10 @@ def test_values_are_parsed() -> None:
         DRAIN_NOTICE="0",
         DRAIN_TIMEOUT="1",
         API_KEY="k",
+        WS_PING_TIMEOUT="2.5",
+        WS_FAST_PATH="false",
     )
+    assert s.ws_ping_timeout_s == 2.5 and s.ws_fast_path is False
     assert s.port == 9001 and s.node == "gw-7" and s.memory_broker
     assert s.allow_guests is True
     assert s.allowed_origins == ("https://a.example", "https://b.example")
@@ -93,6 +97,9 @@ def test_overrides_win() -> None:
         ("DRAIN_TIMEOUT", "0"),
         ("LOG_LEVEL", "loud"),
         ("GUEST_TOKEN_TTL", "x"),
+        ("WS_PING_TIMEOUT", "0"),
+        ("WS_PING_TIMEOUT", "soon"),
+        ("WS_FAST_PATH", "sometimes"),
     ],
 )
 def test_bad_value_names_its_variable(env: str, value: str) -> None:

@@ -33,6 +33,7 @@ from switchboard_gateway.broker import Broker, BrokerUnavailable
 from switchboard_gateway.connection import Connection
 from switchboard_gateway.metrics import Metrics
 from switchboard_gateway.settings import Settings
+from switchboard_gateway.wire import text_frame
 
 log = logging.getLogger("switchboard.node")
 
@@ -334,8 +335,9 @@ class Node:
     def _fan_out(self, rs: RoomState, offset: int, epoch: str, frame: str) -> None:
         started = time.perf_counter()
         message = {"type": "websocket.send", "text": frame}  # one dict for every member
+        wire = text_frame(frame.encode()) if self.settings.ws_fast_path else None  # one frame for every member
         for conn in rs.members:
-            conn.out.send(message)
+            conn.out.send(message, wire)
         for buffer in rs.joining.values():
             buffer.append((offset, epoch, frame))
         self.metrics.messages_out.inc(len(rs.members))
