@@ -18,10 +18,12 @@ process really uses (``uses_uvloop``: is uvloop's extension mapped into it).
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import runpy
 import sys
 
 LOOPS = ("uvloop", "asyncio")
+ORIGIN_TAG = "bench.launch: running"
 
 
 def main(argv: list[str]) -> None:
@@ -34,8 +36,20 @@ def main(argv: list[str]) -> None:
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     else:
         sys.modules["uvloop"] = None  # type: ignore[assignment]  # `import uvloop` raises ImportError
+    spec = importlib.util.find_spec(module)
+    origin = spec.origin if spec is not None else None
+    # The runner reads this line to record (and check) which code it measures.
+    print(f"{ORIGIN_TAG} {origin}", file=sys.stderr, flush=True)
     sys.argv = [module, *rest]
     runpy.run_module(module, run_name="__main__", alter_sys=True)
+
+
+def origin_in(log: str) -> str | None:
+    """The module file a launched process runs, from its log."""
+    for line in log.splitlines():
+        if line.startswith(ORIGIN_TAG + " "):
+            return line[len(ORIGIN_TAG) + 1:]
+    return None
 
 
 def uses_uvloop(pid: int) -> bool:

@@ -185,7 +185,8 @@ def run_one(design: str, w: Workload, redis: RedisProcess, opts: Options, client
     redis_pid = redis.proc.pid  # type: ignore[union-attr]
     token = make_token(TOKEN_SECRET, "bench", name="bench", ttl=3600) if design.startswith("switchboard") else None
     result: dict[str, Any] = {"workload": w.key, "design": design, "title": w.title, "servers": len(servers),
-                              "connections": w.connections, "probes": len(w.probes), "uvloop": all(s.uvloop for s in servers)}
+                              "connections": w.connections, "probes": len(w.probes), "uvloop": all(s.uvloop for s in servers),
+                              "origin": servers[0].origin if servers else None}
     pool = None
     try:
         rss_before = sum(rss_kb(p) for p in pids)

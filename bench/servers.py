@@ -33,7 +33,7 @@ from typing import Callable
 
 from switchboard_harness import TEST_JWT_SECRET, free_port
 
-from bench.launch import uses_uvloop
+from bench.launch import origin_in, uses_uvloop
 
 ROOT = Path(__file__).resolve().parent.parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -61,6 +61,7 @@ class Server:
     stop: Callable[[], None]
     log: Callable[[], str]
     uvloop: bool = False
+    origin: str | None = None  # the file of the module it runs
 
 
 @dataclass
@@ -116,10 +117,15 @@ def _spawn(
         loaded = uses_uvloop(proc.pid)
         if loaded != (opts.loop == "uvloop"):
             raise RuntimeError(f"{name} runs on the wrong event loop (uvloop loaded: {loaded}, wanted {opts.loop})")
+        origin = origin_in(log_path.read_text(errors="replace"))
+        src = opts.switchboard_src
+        if name.startswith("gateway") and src is not None and not (origin or "").startswith(str(src) + os.sep):
+            raise RuntimeError(f"{name} runs {origin}, not the code under {src}")
     except Exception:
         stop()
         raise
-    return Server(proc.pid, f"ws://127.0.0.1:{port}/ws", stop, lambda: log_path.read_text(errors="replace"), loaded)
+    return Server(proc.pid, f"ws://127.0.0.1:{port}/ws", stop, lambda: log_path.read_text(errors="replace"),
+                  loaded, origin)
 
 
 def _pythonpath(*first: Path) -> str:
