@@ -45,6 +45,7 @@ METRICS: dict[str, tuple[Callable[[dict[str, Any]], float | None], str, str]] = 
     "join_p99_ms": (_get("join_ms.p99"), "join p99 ms", "{:.1f}"),
     "closes_1011": (_close("1011"), "1011 closes", "{:.0f}"),
     "closes_1013": (_close("1013"), "1013 closes", "{:.0f}"),
+    "other_cpu_s": (_get("other_cpu_s"), "other CPU s", "{:.1f}"),
 }
 # Compared with the floor (lower is better for all of them).
 RATIO_METRICS = ["cpu_us_per_delivery", "p99_ms", "rss_kb_per_conn", "setup_s", "setup_cpu_ms_per_conn",
@@ -74,7 +75,8 @@ def summary_line(r: dict[str, Any]) -> str:
         head += (f"; {r['delivered']}/{r['expected']} delivered ({r['delivered_fraction']:.4f}), "
                  f"{r['deliveries_per_s']:.0f}/s, p50 {lat['p50']} p99 {lat['p99']} max {lat['max']} ms, "
                  f"server CPU {r['server_cpu_s']} s = {r['cpu_us_per_delivery']} µs/delivery, "
-                 f"Redis {r['redis_cpu_s']} s, clients {r['client_cpu_s']} s, machine busy {r['machine_busy']:.0%}")
+                 f"Redis {r['redis_cpu_s']} s, clients {r['client_cpu_s']} s, machine busy {r['machine_busy']:.0%} "
+                 f"(other processes {r.get('other_cpu_s', '?')} CPU-s)")
     if r.get("errors"):
         head += f", errors {r['errors']}"
     if r.get("close_reasons"):
@@ -212,7 +214,7 @@ def tables(doc: dict[str, Any]) -> str:
     if traffic:
         lines.append("Traffic:")
         lines += _table(summary, traffic, ["delivered_fraction", "deliveries_per_s", "p50_ms", "p99_ms",
-                                           "cpu_us_per_delivery", "closes_1011", "closes_1013"])
+                                           "cpu_us_per_delivery", "closes_1011", "closes_1013", "other_cpu_s"])
         lines.append("")
     lines.append("Setup and memory:")
     lines += _table(summary, order, ["setup_s", "setup_cpu_ms_per_conn", "rss_kb_per_conn"])

@@ -50,7 +50,7 @@ from switchboard_harness import RedisProcess
 from bench import report
 from bench.client import raise_nofile, worker_main
 from bench.launch import LOOPS
-from bench.servers import DESIGNS, ROOT, TOKEN_SECRET, Options, Server, cpu_seconds, rss_kb, source_info
+from bench.servers import CLK_TCK, DESIGNS, ROOT, TOKEN_SECRET, Options, Server, cpu_seconds, rss_kb, source_info
 from bench.workloads import DEFAULT, WORKLOADS, Workload
 
 PAD = "lorem ipsum dolor sit amet, consectetur adipiscing"  # a chat-sized text (~90 chars in all)
@@ -224,12 +224,17 @@ def run_one(design: str, w: Workload, redis: RedisProcess, opts: Options, client
         cpu1 = [cpu_seconds(p) for p in pids]
         server_cpu = sum(cpu1) - sum(cpu0)
         busy1 = machine_busy()
+        redis_cpu = cpu_seconds(redis_pid) - redis_cpu0
+        client_cpu = pool.cpu() - client_cpu0
+        busy_s = (busy1[0] - busy0[0]) / CLK_TCK
         result.update(
             server_cpu_s=round(server_cpu, 3),
             server_cpu_per_process_s=[round(b - a, 3) for a, b in zip(cpu0, cpu1)],
-            redis_cpu_s=round(cpu_seconds(redis_pid) - redis_cpu0, 3),
-            client_cpu_s=round(pool.cpu() - client_cpu0, 3),
+            redis_cpu_s=round(redis_cpu, 3),
+            client_cpu_s=round(client_cpu, 3),
             machine_busy=round((busy1[0] - busy0[0]) / max(1, busy1[1] - busy0[1]), 3),
+            # CPU the machine spent outside this run's processes (other users: noise).
+            other_cpu_s=round(max(0.0, busy_s - server_cpu - redis_cpu - client_cpu), 2),
             errors=_sum_counts(done, "errors"),
             closes=_sum_counts(done, "closes"),
             close_reasons=_sum_counts(done, "close_reasons"),
@@ -364,6 +369,7 @@ def _measure(design: str, w: Workload, redis: RedisProcess, opts: Options, args:
              label: str) -> dict[str, Any]:
     print(f"-- {label} {w.title} :: {design}", flush=True)
     waited = settle(args.settle)
+    load_before = os.getloadavg()[0]
     t = time.monotonic()
     try:
         r = run_one(design, w, redis, opts, args.client_procs)
@@ -371,6 +377,7 @@ def _measure(design: str, w: Workload, redis: RedisProcess, opts: Options, args:
         r = {"workload": w.key, "design": design, "title": w.title, "failed": f"{type(exc).__name__}: {exc}"}
     r["wall_s"] = round(time.monotonic() - t, 1)
     r["settle_s"] = round(waited, 1)
+    r["loadavg_1m_before"] = round(load_before, 2)
     print("   " + report.summary_line(r), flush=True)
     return r
 
