@@ -207,6 +207,8 @@ def run_one(design: str, w: Workload, redis: RedisProcess, opts: Options, client
                       rss_before_kb=rss_before, rss_after_kb=rss_after,
                       rss_kb_per_conn=round((rss_after - rss_before) / max(1, connected), 2),
                       redis_rss_kb_per_conn=round((rss_kb(redis_pid) - redis_rss_before) / max(1, connected), 2))
+        if connected < w.connections:
+            raise RuntimeError(f"only {connected} of {w.connections} connected ({failures}): not the workload")
         if w.kind == "idle":
             return result
         print(f"   {connected}/{w.connections} connected in {result['setup_s']} s", flush=True)
