@@ -19,28 +19,18 @@ images to skip the offline preparation and use them instead.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
-import shutil
-import subprocess
 import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
+from compose_harness import ROOT, Stack, connect, wait_ready
 
 from switchboard.client import Client, ClientClosed, guest_token, make_token
 from switchboard_harness import free_port
-
-ROOT = Path(__file__).resolve().parents[2]
-ARTIFACTS = ROOT / "test-artifacts"
-PREPARE = ROOT / "deploy" / "prepare-offline.sh"
-OFFLINE_ENV = ROOT / "deploy" / "offline.env"
 
 GATEWAYS = 4
 CLIENTS = 40
@@ -51,93 +41,8 @@ DRAIN_TIMEOUT = 10.0
 pytestmark = pytest.mark.docker
 
 
-def _docker_ok() -> str | None:
-    """None when a Docker engine answers, else why not."""
-    if shutil.which("docker") is None:
-        return "no docker CLI on PATH"
-    try:
-        info = subprocess.run(["docker", "info"], capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return f"'docker info' failed: {exc}"
-    if info.returncode != 0:
-        return "'docker info' failed: " + (info.stderr.strip().splitlines() or ["no engine"])[-1]
-    return None
-
-
-def _run(cmd: list[str], timeout: float, env: dict[str, str] | None = None, check: bool = True) -> str:
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
-    if check and proc.returncode != 0:
-        raise AssertionError(
-            f"{' '.join(cmd)} exited {proc.returncode}\n--- stdout\n{proc.stdout[-4000:]}\n"
-            f"--- stderr\n{proc.stderr[-4000:]}"
-        )
-    return proc.stdout
-
-
-@dataclass
-class Stack:
-    project: str
-    port: int
-    env: dict[str, str]
-    compose: list[str] = field(default_factory=list)
-    down_done: bool = False
-
-    @property
-    def http(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/ws"
-
-    def dc(self, *args: str, timeout: float = 120, check: bool = True) -> str:
-        return _run([*self.compose, *args], timeout, self.env, check)
-
-    def gateway_ids(self) -> list[str]:
-        return self.dc("ps", "-q", "gateway").split()
-
-    def inspect(self, ids: list[str]) -> list[dict[str, Any]]:
-        if not ids:
-            return []
-        return json.loads(_run(["docker", "inspect", *ids], 30))
-
-    def leftovers(self) -> dict[str, list[str]]:
-        label = f"label=com.docker.compose.project={self.project}"
-        return {
-            kind: _run(["docker", kind, "ls", "-q", "--filter", label] + (["-a"] if kind == "container" else []), 30).split()
-            for kind in ("container", "volume", "network")
-        }
-
-    def down(self) -> None:
-        if not self.down_done:
-            self.dc("down", "-v", "--remove-orphans", "--timeout", "30", timeout=180)
-            self.down_done = True
-
-
-@pytest.fixture(scope="session")
-def compose_env_file() -> list[str]:
-    """``--env-file`` arguments: the offline images (after running the
-    prepare script) unless SWITCHBOARD_COMPOSE_ONLINE=1."""
-    reason = _docker_ok()
-    if reason:
-        pytest.skip(f"needs a Docker engine: {reason}")
-    if os.environ.get("SWITCHBOARD_COMPOSE_ONLINE") == "1":
-        return []
-    if os.geteuid() == 0:
-        started = time.monotonic()
-        proc = subprocess.run(["bash", str(PREPARE)], cwd=ROOT, capture_output=True, text=True, timeout=900)
-        if proc.returncode != 0:
-            pytest.fail(f"deploy/prepare-offline.sh failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-        print(f"prepare-offline.sh: {time.monotonic() - started:.1f} s")
-    elif not OFFLINE_ENV.exists():
-        pytest.skip("deploy/offline.env missing and not root: run deploy/prepare-offline.sh as root first")
-    return ["--env-file", str(OFFLINE_ENV)]
-
-
 @pytest.fixture(scope="module")
 def stack(compose_env_file: list[str]) -> Iterator[Stack]:
-    if subprocess.run(["docker", "compose", "version"], capture_output=True, timeout=30).returncode != 0:
-        pytest.skip("the Docker Compose v2 CLI plugin is missing (deploy/prepare-offline.sh installs it)")
     project = f"sbtest{uuid.uuid4().hex[:8]}"
     port = free_port()
     env = {
@@ -154,44 +59,12 @@ def stack(compose_env_file: list[str]) -> Iterator[Stack]:
         started = time.monotonic()
         s.dc("up", "-d", "--build", "--scale", f"gateway={GATEWAYS}", timeout=900)
         print(f"compose up --build: {time.monotonic() - started:.1f} s")
-        _wait_ready(s, deadline=time.monotonic() + 120)
+        wait_ready(s, GATEWAYS, deadline=time.monotonic() + 120)
         print(f"stack ready after {time.monotonic() - started:.1f} s")
         yield s
     finally:
-        ARTIFACTS.mkdir(exist_ok=True)
-        logs = s.dc("logs", "--no-color", "--timestamps", timeout=60, check=False)
-        (ARTIFACTS / f"compose-{project}.log").write_text(logs)
+        s.save_logs()
         s.down()
-
-
-def _wait_ready(s: Stack, deadline: float) -> None:
-    """LB answers /readyz 200 and all gateways report healthy."""
-    last = "nothing yet"
-    while time.monotonic() < deadline:
-        try:
-            ids = s.gateway_ids()
-            health = [c["State"].get("Health", {}).get("Status") for c in s.inspect(ids)]
-            code = httpx.get(s.http + "/readyz", timeout=2).status_code
-            last = f"gateway health {health}, lb /readyz {code}"
-            if code == 200 and health.count("healthy") == GATEWAYS:
-                return
-        except (httpx.HTTPError, AssertionError) as exc:
-            last = f"{type(exc).__name__}: {exc}"
-        time.sleep(0.5)
-    raise AssertionError(f"stack not ready within the deadline: {last}")
-
-
-async def _connect(s: Stack, token: str, deadline: float) -> Client:
-    """Connect through the LB, retrying while a draining gateway still gets
-    the upgrade (it closes at once with 1012) or the LB has no server."""
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            return await Client.connect(s.ws, token, timeout=5)
-        except Exception as exc:  # ClientClosed(1012), refused, 503 from the LB, timeout
-            last = exc
-            await asyncio.sleep(0.2)
-    raise AssertionError(f"could not connect through the LB before the deadline: {last!r}")
 
 
 async def _drain_messages(c: Client, room: str) -> list[dict[str, Any]]:
@@ -216,7 +89,7 @@ async def test_spread_fanout_and_drain_recovery(stack: Stack) -> None:
     room = f"deploy-{uuid.uuid4().hex[:8]}"
     deadline = time.monotonic() + 60
     tokens = [make_token(JWT_SECRET, f"user{i}", name=f"User {i}") for i in range(CLIENTS)]
-    clients = list(await asyncio.gather(*(_connect(stack, t, deadline) for t in tokens)))
+    clients = list(await asyncio.gather(*(connect(stack, t, deadline) for t in tokens)))
     try:
         # 1. HAProxy spreads the sockets over the gateways (leastconn).
         nodes = Counter(c.node for c in clients)
@@ -285,7 +158,7 @@ async def test_spread_fanout_and_drain_recovery(stack: Stack) -> None:
         #    exactly the messages published meanwhile.
         deadline = time.monotonic() + 60
         reconnected = list(
-            await asyncio.gather(*(_connect(stack, tokens[clients.index(c)], deadline) for c in victims))
+            await asyncio.gather(*(connect(stack, tokens[clients.index(c)], deadline) for c in victims))
         )
         try:
             assert victim_node not in {c.node for c in reconnected}, "LB routed to the stopped gateway"

@@ -7,12 +7,14 @@ import asyncio
 import json
 import time
 
-from broker_harness import Cluster, Recorder, delete_prefix
+from broker_harness import Cluster, Recorder, delete_prefix, ephemeral_barrier, user_json
 
 from switchboard_harness import RedisProcess
 from switchboard.protocol.frames import MessageBody, User
 from switchboard.roomlog import Snapshot
+from switchboard.roster import PresencePage
 from switchboard_gateway.broker import Broker
+from switchboard_gateway.broker.memory import MemoryBroker, MemoryHub
 from switchboard_gateway.broker.redis import RedisBroker
 
 ALICE = User("alice", "Alice")
@@ -21,14 +23,6 @@ BOB = User("bob", "Bob")
 
 def body(text: str, user: User = ALICE) -> MessageBody:
     return MessageBody(user=user, text=text, ts=int(time.time() * 1000))
-
-
-def user_json(user: User) -> bytes:
-    return json.dumps({"id": user.id, "name": user.name}, separators=(",", ":")).encode()
-
-
-def users_of(raw: list[bytes]) -> list[str]:
-    return sorted(json.loads(r)["id"] for r in raw)
 
 
 def frame_offsets(frames: list[bytes]) -> list[int]:
@@ -43,15 +37,6 @@ async def barrier(c: Cluster, room: str = "barrier") -> None:
     await c.a.publish(room, body("marker"), None)
     for rec, n in zip(c.recorders, before):
         await rec.until(lambda rec=rec, n=n: len(rec.offsets(room)) > n)
-
-
-async def ephemeral_barrier(c: Cluster, room: str) -> None:
-    """Same, through publish_ephemeral on `room` (orders after announcements)."""
-    marker = '{"type":"typing","room":"%s","user":{"id":"marker","name":"m"}}' % room
-    seen = [sum(1 for e in r.ephemeral if e == (room, marker)) for r in c.recorders]
-    await c.b.publish_ephemeral(room, marker.encode())
-    for rec, n in zip(c.recorders, seen):
-        await rec.until(lambda rec=rec, n=n: sum(1 for e in rec.ephemeral if e == (room, marker)) > n)
 
 
 # --- publish and delivery -----------------------------------------------------------------
@@ -268,115 +253,6 @@ async def test_publish_ephemeral(cluster: Cluster) -> None:
     assert all(room == "eph" for rec in c.recorders for room, _ in rec.ephemeral)
 
 
-# --- presence -----------------------------------------------------------------------------------------
-
-
-async def test_presence_join_and_leave_announcements(cluster: Cluster) -> None:
-    c = cluster
-    room = "pres"
-    await c.subscribe_all(room)
-    alice, bob = user_json(ALICE), user_json(BOB)
-
-    members = await c.a.presence_upsert(room, [("c1", alice)], want_members=True)
-    assert members == [alice]
-    for rec in c.recorders:
-        await rec.until(lambda rec=rec: rec.presence(room, "join") == ["alice"])
-        assert rec.events(room) == [{"type": "presence_join", "room": room, "user": {"id": "alice", "name": "Alice"}}]
-
-    # Alice's second connection (another node) and a refresh: no announcement.
-    assert await c.b.presence_upsert(room, [("c2", alice)]) == []
-    assert await c.a.presence_upsert(room, [("c1", alice)]) == []
-    members = await c.b.presence_upsert(room, [("c3", bob)], want_members=True)
-    assert users_of(members) == ["alice", "alice", "bob"]
-    for rec in c.recorders:
-        await rec.until(lambda rec=rec: "bob" in rec.presence(room, "join"))
-        assert rec.presence(room, "join") == ["alice", "bob"]
-    assert users_of(await c.a.presence_members(room)) == ["alice", "alice", "bob"]
-    assert users_of(await c.b.presence_members(room)) == ["alice", "alice", "bob"]
-
-    # One of alice's two connections leaves: she is still there, no announcement.
-    await c.a.presence_remove(room, ["c1"])
-    await c.a.presence_remove(room, ["c1", "unknown"])  # removing twice or unknown: no-op
-    await ephemeral_barrier(c, room)
-    for rec in c.recorders:
-        assert rec.presence(room, "leave") == []
-    assert users_of(await c.a.presence_members(room)) == ["alice", "bob"]
-
-    # Her last connection leaves: announced once, everywhere.
-    await c.b.presence_remove(room, ["c2"])
-    for rec in c.recorders:
-        await rec.until(lambda rec=rec: rec.presence(room, "leave") == ["alice"])
-    leave = [e for e in c.ea.events(room) if e["type"] == "presence_leave"]
-    assert leave == [{"type": "presence_leave", "room": room, "user": {"id": "alice", "name": "Alice"}}]
-    assert users_of(await c.b.presence_members(room)) == ["bob"]
-
-    await c.a.presence_remove(room, ["c3"])
-    for rec in c.recorders:
-        await rec.until(lambda rec=rec: rec.presence(room, "leave") == ["alice", "bob"])
-    assert await c.a.presence_members(room) == []
-    assert await c.a.presence_members("nobody-here") == []
-
-    # Coming back is a new join.
-    await c.b.presence_upsert(room, [("c4", alice)])
-    for rec in c.recorders:
-        await rec.until(lambda rec=rec: rec.presence(room, "join") == ["alice", "bob", "alice"])
-
-
-async def test_presence_upsert_many_entries(cluster: Cluster) -> None:
-    c = cluster
-    room = "many"
-    await c.subscribe_all(room)
-    entries = [("k1", user_json(ALICE)), ("k2", user_json(ALICE)), ("k3", user_json(BOB))]
-    members = await c.a.presence_upsert(room, entries, want_members=True)
-    assert users_of(members) == ["alice", "alice", "bob"]
-    await ephemeral_barrier(c, room)
-    for rec in c.recorders:
-        assert sorted(rec.presence(room, "join")) == ["alice", "bob"]
-    await c.a.presence_remove(room, ["k1", "k2", "k3"])
-    for rec in c.recorders:
-        await rec.until(lambda rec=rec: sorted(rec.presence(room, "leave")) == ["alice", "bob"])
-    assert await c.b.presence_members(room) == []
-
-
-async def test_presence_expiry(cluster: Cluster) -> None:
-    c = cluster
-    room = "exp"
-    ttl = c.presence_ttl
-    await c.subscribe_all(room)
-    await c.a.presence_upsert(room, [("dead-node-conn", user_json(ALICE))])
-    await c.b.presence_upsert(room, [("live-conn", user_json(BOB))])
-    for rec in c.recorders:
-        await rec.until(lambda rec=rec: sorted(rec.presence(room, "join")) == ["alice", "bob"])
-
-    c.clock.advance(ttl * 0.6)
-    await c.b.presence_upsert(room, [("live-conn", user_json(BOB))])  # bob's node refreshes; alice's died
-    await c.a.presence_sweep([room])
-    assert users_of(await c.b.presence_members(room)) == ["alice", "bob"]  # nothing expired yet
-
-    c.clock.advance(ttl * 0.6)  # alice: 1.2 TTL old; bob: 0.6 TTL
-    # Both nodes sweep (as they would): the leave is announced once.
-    await asyncio.gather(c.a.presence_sweep([room, "no-such-room"]), c.b.presence_sweep([room]))
-    for rec in c.recorders:
-        await rec.until(lambda rec=rec: rec.presence(room, "leave") == ["alice"])
-    assert users_of(await c.a.presence_members(room)) == ["bob"]
-    leave = [e for e in c.eb.events(room) if e["type"] == "presence_leave"]
-    assert leave == [{"type": "presence_leave", "room": room, "user": {"id": "alice", "name": "Alice"}}]
-
-    c.clock.advance(ttl)  # bob's node stops refreshing too: reading members expires him
-    assert await c.a.presence_members(room) == []
-    for rec in c.recorders:
-        await rec.until(lambda rec=rec: rec.presence(room, "leave") == ["alice", "bob"])
-    await ephemeral_barrier(c, room)
-    for rec in c.recorders:
-        assert rec.presence(room, "leave") == ["alice", "bob"]
-
-    # A refresh after expiry re-adds the entry (heals presence) and announces it.
-    await c.b.presence_upsert(room, [("live-conn", user_json(BOB))])
-    for rec in c.recorders:
-        await rec.until(lambda rec=rec: rec.presence(room, "join") == ["alice", "bob", "bob"])
-    assert users_of(await c.a.presence_members(room)) == ["bob"]
-
-
 # --- positions ------------------------------------------------------------------------------------------
 
 
@@ -396,6 +272,32 @@ async def test_positions(cluster: Cluster) -> None:
     assert await c.b.positions(["members-only"]) == {"members-only": (None, 0)}
 
 
+async def test_renew_epoch_starts_a_new_epoch_once(cluster: Cluster) -> None:
+    """What a node does when the backplane lost writes its members saw: a
+    fresh epoch at offset 0, history dropped, renewed once however many
+    gateways notice; the old epoch's idempotency results no longer stand."""
+    c = cluster
+    await c.subscribe_all("renew")
+    first = await c.a.publish("renew", body("one"), "k1")
+    await c.a.publish("renew", body("two"), None)
+    stale = first.epoch
+    renewed = await c.b.renew_epoch("renew", stale)
+    assert renewed.epoch != stale and (renewed.top, renewed.frames) == (0, [])
+    again = await c.a.renew_epoch("renew", stale)  # the other gateway noticed too
+    assert (again.epoch, again.top) == (renewed.epoch, 0)
+    assert await c.a.positions(["renew"]) == {"renew": (renewed.epoch, 0)}
+    assert (await c.b.read_last("renew", 10)).frames == []
+    retried = await c.a.publish("renew", body("one, retried"), "k1")  # stored again, in the new epoch
+    assert (retried.offset, retried.epoch, retried.duplicate) == (1, renewed.epoch, False)
+    assert (await c.a.publish("renew", body("ignored"), "k1")).duplicate  # and idempotent from then on
+    for rec in c.recorders:
+        await rec.until(lambda rec=rec: len(rec.offsets("renew")) == 3)
+        assert [(o, e) for r, o, e, _, _ in rec.messages if r == "renew"] == [(1, stale), (2, stale), (1, renewed.epoch)]
+    # A room with no state yet simply gets one.
+    fresh = await c.a.renew_epoch("never-used", "whatever")
+    assert fresh.epoch and fresh.top == 0 and (await c.b.position("never-used")).epoch == fresh.epoch
+
+
 # --- RedisBroker only: presence expiry on the real clock ----------------------------------------------------
 
 
@@ -408,7 +310,7 @@ async def test_redis_presence_expires_on_the_real_clock(redis_url: str, redis_pr
         await broker.subscribe("rt")
         started = time.monotonic()
         await broker.presence_upsert("rt", [("c1", user_json(ALICE))])
-        assert users_of(await broker.presence_members("rt")) == ["alice"]
+        assert (await broker.presence_members("rt", 10)).members == [(user_json(ALICE), 1)]
 
         async def swept() -> None:
             while True:
@@ -421,7 +323,7 @@ async def test_redis_presence_expires_on_the_real_clock(redis_url: str, redis_pr
             await swept()
         assert time.monotonic() - started >= ttl * 0.9
         assert events.presence("rt", "leave") == ["alice"]
-        assert await broker.presence_members("rt") == []
+        assert await broker.presence_members("rt", 10) == PresencePage(0, [])
     finally:
         await broker.close()
         await delete_prefix(redis_url, redis_prefix)
@@ -494,3 +396,75 @@ async def test_redis_resubscribes_after_its_connection_is_killed() -> None:
     finally:
         await broker.close()
         server.cleanup()
+
+
+# --- offsets are never reused: renew_epoch ----------------------------------------------------------
+
+
+async def test_renew_epoch_replaces_a_stale_epoch_once(cluster: Cluster) -> None:
+    c = cluster
+    await c.subscribe_all("renew")
+    stale = (await c.a.publish("renew", body("one"), None)).epoch
+    await c.a.publish("renew", body("two"), None)
+    renewed = await c.a.renew_epoch("renew", stale)
+    assert renewed.epoch != stale and (renewed.top, renewed.first, renewed.frames) == (0, 0, [])
+    # A second gateway that noticed the same reuse gets the same fresh epoch: no second renewal.
+    again = await c.b.renew_epoch("renew", stale)
+    assert (again.epoch, again.top) == (renewed.epoch, 0)
+    assert (await c.b.read_last("renew", 10)).frames == []  # the old history went with its epoch
+    assert await c.a.positions(["renew"]) == {"renew": (renewed.epoch, 0)}
+    result = await c.b.publish("renew", body("three"), None)
+    assert (result.offset, result.epoch) == (1, renewed.epoch)
+    # A renewal asked about an epoch that is already gone changes nothing.
+    assert (await c.a.renew_epoch("renew", stale)).epoch == renewed.epoch
+    assert (await c.a.renew_epoch("renew", stale)).top == 1
+    for rec in c.recorders:
+        await rec.until(lambda rec=rec: len(rec.offsets("renew")) == 3)
+        assert [(o, e) for r, o, e, _, _ in rec.messages if r == "renew"] == [
+            (1, stale),
+            (2, stale),
+            (1, renewed.epoch),
+        ]
+
+
+async def test_renew_epoch_of_a_room_without_state_creates_one(cluster: Cluster) -> None:
+    snap = await cluster.a.renew_epoch("never-used", "whatever")
+    assert snap.epoch and snap.epoch != "whatever" and snap.top == 0
+    assert (await cluster.b.position("never-used")).epoch == snap.epoch
+
+
+# --- one frame template for both backplanes ------------------------------------------------------------
+
+
+async def test_memory_and_redis_build_byte_identical_frames(redis_url: str, redis_prefix: str) -> None:
+    """MemoryBroker builds frames with switchboard.protocol.codec; publish.lua
+    builds them in Lua. For the same room, epoch, offset and body they must
+    be the same bytes (live and in history)."""
+    room = "Rm-1_x.y:z"
+    sent = body('quotes " backslash \\ newline \n unicode ✓ \u2028 emoji 🎉 </script>', User("u:1", 'N "q"'))
+    events = Recorder("redis")
+    redis = RedisBroker(redis_url, prefix=redis_prefix)
+    try:
+        await redis.start(events)
+        await redis.subscribe(room)
+        result = await redis.publish(room, sent, None)
+        await events.until(lambda: len(events.offsets(room)) == 1)
+        redis_live = events.messages[0][4]
+        redis_stored = (await redis.read_last(room, 1)).frames[0]
+    finally:
+        await redis.close()
+        await delete_prefix(redis_url, redis_prefix)
+
+    hub = MemoryHub(history_size=10, idempotency_window_s=120, presence_entry_lifetime_s=15, presence_events_max=200)
+    hub.room(room).epoch = result.epoch  # the same epoch Redis chose
+    memory_events = Recorder("memory")
+    memory = MemoryBroker(hub)
+    await memory.start(memory_events)
+    await memory.subscribe(room)
+    assert (await memory.publish(room, sent, None)).offset == result.offset == 1
+    await memory_events.until(lambda: len(memory_events.offsets(room)) == 1)
+    memory_stored = (await memory.read_last(room, 1)).frames[0]
+    await memory.close()
+
+    assert memory_stored == redis_stored
+    assert memory_events.messages[0][4] == redis_live == redis_stored.decode()

@@ -5,13 +5,14 @@ other gateway with `since` and lose nothing."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
 import pytest
 
 from switchboard.client import Client, ClientClosed
 
-from .conftest import api_presence, assert_contiguous, collect_until, offsets
+from .conftest import RawWebSocket, api_presence, assert_contiguous, collect_until, offsets
 
 NOTICE = 1.0
 TIMEOUT = 5.0
@@ -105,3 +106,48 @@ async def test_sigterm_drains_and_clients_resume_elsewhere(start_gateway, token)
     finally:
         for client in clients:
             await client.close()
+
+
+async def test_drain_deadline_holds_with_a_client_that_never_reads(start_gateway, token) -> None:
+    """One deadline, taken at SIGTERM, bounds the whole drain: a socket whose
+    peer never reads (so neither its backlog nor its close frame can be
+    written) is given up on, and the process still exits within DRAIN_TIMEOUT."""
+    notice, timeout = 1.0, 4.0
+    gateway = start_gateway(
+        DRAIN_NOTICE=notice,
+        DRAIN_TIMEOUT=timeout,
+        PUBLISH_RATE=1000,
+        PUBLISH_BURST=1000,
+        SEND_QUEUE_MAX=100_000,  # the slow-consumer close must not end it first
+        SEND_QUEUE_MAX_BYTES=64 * 1024 * 1024,
+        MAX_TEXT_CHARS=16_000,
+        MAX_FRAME_BYTES=65_536,
+    )
+    room = "stuck"
+    stuck = RawWebSocket.connect(gateway.port, token("stuck"))
+    publisher = await Client.connect(gateway.ws_url, token("pub"))
+    try:
+        assert stuck.recv_json()["type"] == "welcome"
+        stuck.send_text(json.dumps({"type": "join", "room": room, "id": 1}))
+        assert stuck.recv_json()["type"] == "joined"
+        # From here on `stuck` reads nothing. 7.5 MB for it fill its 4 KiB
+        # receive window, the kernel's send buffer (up to 4 MiB, tcp_wmem) and
+        # the transport's buffer, so that nothing more can be written to it.
+        await publisher.join(room)
+        text = "x" * 15_000
+        for _ in range(500):
+            ack = await publisher.publish(room, text)
+            assert ack["type"] == "ack", ack
+        await collect_until(publisher, room, 500)  # every delivery was handed to the sockets
+
+        gateway.terminate()
+        signalled = time.monotonic()
+        exit_code = await gateway.wait_async(timeout + 5)
+        exited_after = time.monotonic() - signalled
+        assert exited_after <= timeout + 0.5, f"exited {exited_after:.2f} s after SIGTERM (DRAIN_TIMEOUT {timeout})"
+        assert exit_code == 0, gateway.output()[-2000:]
+        assert "Traceback" not in gateway.output(), gateway.output()[-4000:]
+        print(f"drain with a stuck reader: exited {exited_after:.2f} s after SIGTERM")
+    finally:
+        await publisher.close()
+        stuck.close()

@@ -12,6 +12,10 @@ from switchboard.client import Client
 
 from .conftest import assert_contiguous, collect_until, metric, offsets, wait_until
 
+# One redis-server restarted or its pub/sub clients killed; the cluster
+# counterpart is test_cluster_faults.py.
+pytestmark = pytest.mark.single_redis
+
 
 def pubsub_clients(redis_server) -> int:  # type: ignore[no-untyped-def]
     listing = redis_server.command("CLIENT", "LIST", "TYPE", "pubsub").decode()
@@ -86,6 +90,7 @@ async def test_messages_published_while_unsubscribed_arrive_without_more_traffic
     from redis.asyncio import Redis
 
     from switchboard.backplane import Backplane
+    from switchboard.backplane.commands import StandaloneCommands
     from switchboard.protocol.frames import MessageBody, User
 
     env = dict(redis=redis_server.url, POSITION_CHECK_INTERVAL=600)
@@ -93,7 +98,7 @@ async def test_messages_published_while_unsubscribed_arrive_without_more_traffic
     room = "blindspot"
     members = [await Client.connect(gateways[i % 2].ws_url, token(f"member{i}")) for i in range(4)]
     redis = Redis.from_url(redis_server.url)
-    backplane = Backplane(redis, prefix=redis_prefix)
+    backplane = Backplane(StandaloneCommands(redis), prefix=redis_prefix)
     try:
         for client in members:
             await client.join(room)

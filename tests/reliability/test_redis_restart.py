@@ -12,6 +12,10 @@ from switchboard.client import Client
 
 from .conftest import api_presence, assert_contiguous, collect_until, offsets, wait_until
 
+# One redis-server restarted or its pub/sub clients killed; the cluster
+# counterpart is test_cluster_faults.py.
+pytestmark = pytest.mark.single_redis
+
 
 async def test_redis_restart_empty_resets_and_resumes(start_gateway, redis_server, token) -> None:
     gateways = [start_gateway(NODE_ID=f"gw-{n}", redis=redis_server.url) for n in "ab"]

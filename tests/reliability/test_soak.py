@@ -155,6 +155,7 @@ async def publisher(room: str, live: list[GatewayProcess], acked: dict[str, dict
 
 
 @pytest.mark.soak
+@pytest.mark.single_redis  # kills the one redis-server's pub/sub clients
 async def test_soak(request, start_gateway, redis_server, token) -> None:  # type: ignore[no-untyped-def]
     duration = float(request.config.getoption("--soak-seconds"))
     env = dict(

@@ -277,7 +277,13 @@ ALICE = frames.User(id="alice", name="Alice")
 
 def test_joined_always_carries_recovered() -> None:
     joined = frames.Joined(
-        room="a", offset=0, epoch="e1", recovered=None, messages=[], presence=[frames.Member(ALICE, 2)]
+        room="a",
+        offset=0,
+        epoch="e1",
+        recovered=None,
+        messages=[],
+        presence=[frames.Member(ALICE, 2)],
+        presence_count=7,
     )
     assert roundtrip(joined) == {
         "type": "joined",
@@ -287,17 +293,24 @@ def test_joined_always_carries_recovered() -> None:
         "recovered": None,
         "messages": [],
         "presence": [{"user": {"id": "alice", "name": "Alice"}, "connections": 2}],
+        "presence_count": 7,
     }
     message = b'{"type":"message","room":"a","offset":3}'
     joined = frames.Joined(
-        id="j", room="a", offset=3, epoch="e1", recovered=True, messages=[msgspec.Raw(message)], presence=[]
+        id="j",
+        room="a",
+        offset=3,
+        epoch="e1",
+        recovered=True,
+        messages=[msgspec.Raw(message)],
+        presence=[],
+        presence_count=0,
     )
     out = roundtrip(joined)
     assert out["id"] == "j" and out["recovered"] is True
     assert out["messages"] == [json.loads(message)]
-    assert roundtrip(frames.Joined(room="a", offset=0, epoch="e", recovered=False, messages=[], presence=[]))[
-        "recovered"
-    ] is False
+    joined = frames.Joined(room="a", offset=0, epoch="e", recovered=False, messages=[], presence=[], presence_count=0)
+    assert roundtrip(joined)["recovered"] is False
 
 
 def test_error_omits_id_when_none() -> None:
@@ -326,12 +339,24 @@ def test_encode_error_from_protocol_error() -> None:
             {"type": "welcome", "session": "s1", "user": {"id": "alice", "name": "Alice"}, "node": "gw1", "protocol": 1},
         ),
         (
-            frames.PresenceList(room="a", members=[frames.Member(ALICE, 1)]),
-            {"type": "presence", "room": "a", "members": [{"user": {"id": "alice", "name": "Alice"}, "connections": 1}]},
+            frames.PresenceList(room="a", members=[frames.Member(ALICE, 1)], count=250),
+            {
+                "type": "presence",
+                "room": "a",
+                "members": [{"user": {"id": "alice", "name": "Alice"}, "connections": 1}],
+                "count": 250,
+            },
         ),
         (frames.HistoryPage(room="a", epoch="e", messages=[]), {"type": "history", "room": "a", "epoch": "e", "messages": []}),
-        (frames.PresenceJoin(room="a", user=ALICE), {"type": "presence_join", "room": "a", "user": {"id": "alice", "name": "Alice"}}),
-        (frames.PresenceLeave(room="a", user=ALICE), {"type": "presence_leave", "room": "a", "user": {"id": "alice", "name": "Alice"}}),
+        (
+            frames.PresenceJoin(room="a", user=ALICE, count=2),
+            {"type": "presence_join", "room": "a", "user": {"id": "alice", "name": "Alice"}, "count": 2},
+        ),
+        (
+            frames.PresenceLeave(room="a", user=ALICE, count=1),
+            {"type": "presence_leave", "room": "a", "user": {"id": "alice", "name": "Alice"}, "count": 1},
+        ),
+        (frames.PresenceCount(room="a", count=201), {"type": "presence_count", "room": "a", "count": 201}),
         (frames.TypingNotice(room="a", user=ALICE), {"type": "typing", "room": "a", "user": {"id": "alice", "name": "Alice"}}),
         (frames.Reset(room="a", epoch="e2"), {"type": "reset", "room": "a", "epoch": "e2", "offset": 0}),
     ],
@@ -345,13 +370,23 @@ def test_message_head_and_tail_make_the_message_frame() -> None:
     """The publish script splices offset, epoch and msg_id between head and
     tail; the result must be exactly a ``message`` frame."""
     body = frames.MessageBody(user=ALICE, text='say "hi"\n', ts=1_700_000_000_123)
-    raw = (
-        codec.message_head("room:1")
-        + b'7,"epoch":"ep","msg_id":"ep-7"'
-        + codec.message_tail(body)
-    )
+    raw = codec.message_frame("room:1", 7, "ep", body)
+    assert codec.message_position(7, "ep") == b'7,"epoch":"ep","msg_id":"ep-7"'
+    assert raw == codec.message_head("room:1") + codec.message_position(7, "ep") + codec.message_tail(body)
     message = msgspec.json.decode(raw, type=frames.Message)
     assert message == frames.Message(
         room="room:1", offset=7, epoch="ep", msg_id="ep-7", user=ALICE, text='say "hi"\n', ts=1_700_000_000_123
     )
     assert json.loads(raw)["type"] == "message"
+
+
+@settings(max_examples=100, deadline=None)
+@given(text=st.text(min_size=1, max_size=50), name=st.text(max_size=20), ts=st.integers(0, 2**53))
+def test_message_ts_reads_the_ts_of_any_message_frame(text: str, name: str, ts: int) -> None:
+    body = frames.MessageBody(user=frames.User("u", name), text=text, ts=ts)
+    assert codec.message_ts(codec.message_frame("r", 1, "ep", body).decode()) == ts
+
+
+@pytest.mark.parametrize("frame", ["", "{}", '{"type":"reset"}', '{"ts":"12"}', '{"x":1,"xts":5}', "12}"])
+def test_message_ts_of_something_else_is_none(frame: str) -> None:
+    assert codec.message_ts(frame) is None

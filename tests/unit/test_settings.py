@@ -4,6 +4,7 @@ secret's value); the process exits 2 with one clear line."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -36,6 +37,7 @@ def test_defaults() -> None:
     assert s.allowed_origins is None
     assert (s.history_size, s.history_ttl_s) == (1000, 86400)
     assert s.presence_ttl_s == 30 and s.idempotency_window_s == 120
+    assert (s.presence_list_max, s.presence_events_max) == (100, 200)
     assert (s.publish_rate, s.publish_burst) == (10, 20)
     assert (s.max_frame_bytes, s.max_text_chars, s.max_rooms_per_connection) == (16384, 2000, 50)
     assert (s.send_queue_max, s.send_queue_max_bytes) == (1000, 4 * 1024 * 1024)
@@ -43,7 +45,8 @@ def test_defaults() -> None:
     assert (s.drain_notice_s, s.drain_timeout_s) == (2, 10)
     assert (s.ws_ping_interval_s, s.ws_ping_timeout_s, s.ws_fast_path) == (20, 20, True)
     assert not s.memory_broker
-    assert s.node  # the hostname when NODE_ID is unset
+    assert s.presence_entry_lifetime_s == 15 and s.presence_refresh_interval_s == 7.5
+    assert (s.redis_cluster, s.publish_durability, s.durability_timeout_s) == ("auto", "primary", 1.0)
 
 
 def test_values_are_parsed() -> None:
@@ -54,6 +57,8 @@ def test_values_are_parsed() -> None:
         ALLOW_GUESTS=" Yes ",
         ALLOWED_ORIGINS="https://a.example, https://b.example/ ,",
         PRESENCE_TTL="0.5",
+        PRESENCE_LIST_MAX="5",
+        PRESENCE_EVENTS_MAX="0",
         DRAIN_NOTICE="0",
         DRAIN_TIMEOUT="1",
         API_KEY="k",
@@ -65,9 +70,29 @@ def test_values_are_parsed() -> None:
     assert s.allow_guests is True
     assert s.allowed_origins == ("https://a.example", "https://b.example")
     assert s.presence_ttl_s == 0.5 and s.drain_notice_s == 0 and s.api_key == "k"
+    assert (s.presence_list_max, s.presence_events_max) == (5, 0)  # 0: counts only, never names
     assert load(ALLOWED_ORIGINS=" , ").allowed_origins is None
     for url in ("redis://h:1/0", "rediss://h", "unix:///tmp/r.sock"):
         assert load(REDIS_URL=url).redis_url == url
+
+
+def test_default_node_id_is_unique_per_worker() -> None:
+    first, second = load(), load(NODE_ID="  ")  # blank is unset
+    host = socket.gethostname()
+    assert first.node.startswith(f"{host}-{os.getpid()}-") and second.node.startswith(f"{host}-{os.getpid()}-")
+    assert first.node != second.node  # a random part: two workers with one pid (containers) differ too
+    assert load(NODE_ID=" gw-7 ").node == "gw-7"
+
+
+@pytest.mark.parametrize("value", ["gw 7", "x" * 65, "gw\t7"])
+def test_bad_node_id(value: str) -> None:
+    assert error_of(NODE_ID=value).startswith("NODE_ID=")
+
+
+def test_presence_timing_derives_from_presence_ttl() -> None:
+    s = load(PRESENCE_TTL="0.4")
+    assert s.presence_entry_lifetime_s == 0.2
+    assert s.presence_refresh_interval_s == 0.2  # never below 0.2 s
 
 
 def test_overrides_win() -> None:
@@ -85,6 +110,11 @@ def test_overrides_win() -> None:
         ("PRESENCE_TTL", "0"),
         ("PRESENCE_TTL", "nan"),
         ("PRESENCE_TTL", "inf"),
+        ("PRESENCE_LIST_MAX", "0"),
+        ("PRESENCE_LIST_MAX", "-5"),
+        ("PRESENCE_LIST_MAX", "many"),
+        ("PRESENCE_EVENTS_MAX", "-1"),
+        ("PRESENCE_EVENTS_MAX", "2.5"),
         ("ALLOW_GUESTS", "maybe"),
         ("REDIS_URL", "http://x"),
         ("REDIS_URL", "localhost:6379"),
@@ -100,6 +130,15 @@ def test_overrides_win() -> None:
         ("WS_PING_TIMEOUT", "0"),
         ("WS_PING_TIMEOUT", "soon"),
         ("WS_FAST_PATH", "sometimes"),
+        ("REDIS_URL", "redis://a:1,http://b:2"),
+        ("REDIS_URL", "redis://a:1,unix:///tmp/r.sock"),
+        ("REDIS_URL", "redis://a:1,memory://"),
+        ("REDIS_URL", "redis://a:1,,redis://b:2"),
+        ("REDIS_CLUSTER", "maybe"),
+        ("REDIS_CLUSTER", "yes"),
+        ("PUBLISH_DURABILITY", "all"),
+        ("DURABILITY_TIMEOUT", "0"),
+        ("DURABILITY_TIMEOUT", "-1"),
     ],
 )
 def test_bad_value_names_its_variable(env: str, value: str) -> None:
@@ -154,6 +193,7 @@ def run_main(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     ("env", "variable"),
     [
         ({"JWT_SECRET": SECRET, "PORT": "abc"}, "PORT"),
+        ({"JWT_SECRET": SECRET, "PUBLISH_DURABILITY": "all"}, "PUBLISH_DURABILITY"),
         ({"JWT_SECRET": "too-short-secret"}, "JWT_SECRET"),
         ({}, "JWT_SECRET"),
     ],

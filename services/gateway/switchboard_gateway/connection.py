@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from switchboard.protocol import codec
 from switchboard.protocol.codes import CloseCode
@@ -13,6 +14,7 @@ from switchboard.protocol.frames import User
 from switchboard_gateway.auth import Principal
 from switchboard_gateway.outbound import Outbound, Send
 from switchboard_gateway.ratelimit import ErrorWindow, TokenBucket
+from switchboard_gateway.supervision import run_detached
 
 log = logging.getLogger("switchboard.connection")
 
@@ -43,6 +45,7 @@ class Connection:
         "_send",
         "_on_close",
         "_expiry",
+        "spawn",
         "__weakref__",
     )
 
@@ -72,6 +75,8 @@ class Connection:
         self._send = send
         self._on_close = on_close
         self._expiry: asyncio.TimerHandle | None = None
+        # Runs its background close; the node supervises it (Node.add_connection).
+        self.spawn: Callable[[str, Coroutine[Any, Any, None]], object] = run_detached
         if principal.expires_at is not None:
             delay = max(0.0, principal.expires_at - time.time())
             self._expiry = asyncio.get_running_loop().call_later(delay, self._expired)
@@ -92,7 +97,7 @@ class Connection:
 
     def close_soon(self, code: int, reason: str) -> None:
         if not self.closing:
-            asyncio.ensure_future(self.close(code, reason))
+            self.spawn("close", self.close(code, reason))
 
     async def close(self, code: int, reason: str = "", flush_s: float = 1.0) -> None:
         """Close with `code`: what is queued gets `flush_s` to go out first
@@ -113,6 +118,12 @@ class Connection:
                 await self._send({"type": "websocket.close", "code": int(code), "reason": reason})
         except Exception:
             pass  # already gone, or never writable again: the abort above ends it
+
+    def abort(self) -> None:
+        """Drop the TCP connection now, whatever is queued or awaited."""
+        self.closing = True
+        self.out.stop()
+        _abort_transport(self._send)
 
     def cancel_expiry(self) -> None:
         if self._expiry is not None:

@@ -1,12 +1,16 @@
 """Running the gateway under uvicorn, and draining it on SIGTERM.
 
-Drain order (each step is the contract's):
+Drain order (each step is the contract's), all against ONE deadline taken
+when the signal arrives: DRAIN_TIMEOUT from then.
 1. ``/readyz`` answers 503 at once, so the load balancer stops sending new
    sockets here; new upgrades that still arrive are closed with 1012.
 2. For DRAIN_NOTICE the open sockets stay, while the balancer notices.
 3. Every socket is closed with 1012 (clients reconnect elsewhere and resume
-   with ``since``); closing removes their presence at once.
-4. uvicorn shuts down; the process exits within DRAIN_TIMEOUT.
+   with ``since``); closing removes their presence at once. Sockets whose
+   peer does not take the close (it never reads) are aborted when only
+   ``SHUTDOWN_RESERVE_S`` is left.
+4. uvicorn shuts down and the app stops, within what is left; whatever is
+   still running at the deadline is abandoned, and the process exits.
 A second signal skips the wait.
 """
 
@@ -15,6 +19,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import socket
+import time
 from types import FrameType
 
 import uvicorn
@@ -26,6 +32,11 @@ from switchboard_gateway.keepalive import GatewayWebSocketProtocol
 from switchboard_gateway.settings import Settings
 
 log = logging.getLogger("switchboard.lifecycle")
+
+# Kept for step 4 (uvicorn's shutdown, the app's lifespan end) out of DRAIN_TIMEOUT.
+SHUTDOWN_RESERVE_S = 1.0
+# Interpreter teardown after the event loop ends: kept out of DRAIN_TIMEOUT too.
+EXIT_MARGIN_S = 0.2
 
 _TOKEN = re.compile(r"(token=)[^&\s\"']+")
 
@@ -46,6 +57,7 @@ class DrainingServer(uvicorn.Server):
         super().__init__(config)
         self.gateway = gateway
         self._drain_task: asyncio.Task[None] | None = None
+        self._deadline: float | None = None  # time.monotonic() by which the process is gone
 
     # uvicorn's own handler re-raises the signal after shutdown, so the
     # process would die "killed by SIGTERM" (143); a completed drain is a
@@ -57,23 +69,42 @@ class DrainingServer(uvicorn.Server):
             self.should_exit = self.force_exit = True
             return
         node.draining = True
+        self._deadline = time.monotonic() + self.gateway.settings.drain_timeout_s - EXIT_MARGIN_S
         log.info("signal %s: draining (notice %.1fs)", sig, self.gateway.settings.drain_notice_s)
         asyncio.get_event_loop().call_soon_threadsafe(self._start_drain)
+
+    def _left(self) -> float:
+        assert self._deadline is not None
+        return self._deadline - time.monotonic()
 
     def _start_drain(self) -> None:
         self._drain_task = asyncio.ensure_future(self._drain())
 
     async def _drain(self) -> None:
         settings = self.gateway.settings
+        node = self.gateway.node
         try:
-            await asyncio.sleep(settings.drain_notice_s)
-            budget = max(0.5, settings.drain_timeout_s - settings.drain_notice_s - 1.0)
-            async with asyncio.timeout(budget):
-                await self.gateway.node.close_all(CloseCode.SERVICE_RESTART, "server restart")
+            await asyncio.sleep(min(settings.drain_notice_s, max(0.0, self._left() - SHUTDOWN_RESERVE_S)))
+            async with asyncio.timeout(max(0.0, self._left() - SHUTDOWN_RESERVE_S)):
+                await node.close_all(CloseCode.SERVICE_RESTART, "server restart")
         except TimeoutError:
-            log.warning("drain: sockets still open after the budget; uvicorn closes the rest")
+            log.warning("drain: %d sockets did not take their close in time; aborting them", len(node.connections))
+            node.abort_all()
         finally:
             self.should_exit = True
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        if self._deadline is None:  # not a drain (e.g. the app failed to start)
+            await super().shutdown(sockets)
+            return
+        # uvicorn waits for connections and tasks this long (whole seconds),
+        # then cancels them; the lifespan end (node.stop) follows within the rest.
+        self.config.timeout_graceful_shutdown = max(0, int(self._left() - SHUTDOWN_RESERVE_S / 2))
+        try:
+            async with asyncio.timeout(max(0.0, self._left())):
+                await super().shutdown(sockets)
+        except TimeoutError:
+            log.error("drain: shutdown still running at DRAIN_TIMEOUT; exiting anyway")
 
 
 def make_config(app: ASGIApp, settings: Settings) -> uvicorn.Config:
@@ -92,7 +123,8 @@ def make_config(app: ASGIApp, settings: Settings) -> uvicorn.Config:
         ws_ping_timeout=settings.ws_ping_timeout_s,
         lifespan="on",
         log_level=settings.log_level,
-        timeout_graceful_shutdown=max(0.5, settings.drain_timeout_s - settings.drain_notice_s),
+        # Outside a drain (which sets its own from the deadline, see DrainingServer.shutdown).
+        timeout_graceful_shutdown=max(1, int(settings.drain_timeout_s - settings.drain_notice_s)),
         proxy_headers=True,
         server_header=False,
     )

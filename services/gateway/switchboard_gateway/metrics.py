@@ -32,11 +32,25 @@ class Metrics:
         )
         self.delivery_lag_seconds = Histogram(
             "switchboard_delivery_lag_seconds",
-            "From publish (message ts) to local fan-out.",
+            "From publish (the message's ts) to being handed to local members, live or from history.",
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
             registry=r,
         )
         self.gap_fills = Counter("switchboard_gap_fills", "Catch-ups from history after a gap or resubscribe.", registry=r)
-        self.resets = Counter("switchboard_resets", "Rooms whose history was lost (new epoch).", registry=r)
+        self.resets = Counter("switchboard_resets", "Rooms that moved to a new epoch (history lost).", registry=r)
+        self.offset_reuses = Counter(
+            "switchboard_offset_reuses",
+            "Rooms whose delivered offsets the backplane lost (failover): given a new epoch.",
+            registry=r,
+        )
+        self.lost_positions = Counter(
+            "switchboard_lost_positions", "Catch-ups that found a gap older than history (members closed 1013).", registry=r
+        )
+        self.backlog_overflows = Counter(
+            "switchboard_backlog_overflows", "Room backlogs dropped to be read from history instead.", registry=r
+        )
+        self.task_failures = Counter(
+            "switchboard_task_failures", "Failures of background tasks (each retried), by task.", ["task"], registry=r
+        )
         self.recoveries = Counter("switchboard_recoveries", "Joins with since, by outcome.", ["recovered"], registry=r)
         self.broker_available = Gauge("switchboard_broker_available", "1 while the backplane is reachable.", registry=r)

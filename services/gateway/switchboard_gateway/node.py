@@ -1,21 +1,19 @@
-"""The node: one gateway's rooms, its delivery order, and its maintenance.
+"""The node: one gateway's connections and rooms, and the backplane calls
+behind them.
 
-Delivery invariant, per room: ``RoomState.last`` is the newest offset handed
-to the room's members; a message is fanned out only when its offset is
-``last + 1`` under the room's epoch. Anything else is a duplicate (dropped)
-or a gap: then the room is *caught up* from history, later live messages
-wait in ``backlog`` meanwhile, and members still see every message once, in
-order. A new epoch (history lost) sends ``reset`` first.
-
-Joining uses the same stream: a joiner is parked in ``joining`` with a
-buffer of live messages while its snapshot is read; after ``joined`` the
-buffer's messages newer than the snapshot are sent, and the connection
-becomes a member. No gap, no duplicate at the seam.
-
-Pub/sub is at most once, so gaps are also looked for actively: after the
-subscription connection comes back (``on_resubscribed``), and every
-POSITION_CHECK_INTERVAL by comparing each room's newest offset in the
-backplane with ``last``.
+- Connections: the registry ``close_all`` walks at a drain.
+- Rooms: a room is subscribed while it has a local member or joiner
+  (``_attach`` / ``_release``, serialised per room by a lock); its delivery
+  order lives in a ``room.Room`` (sans-I/O), whose output is the room's
+  ``_RoomLink``: it fans frames out to the sockets, and performs the reads
+  and epoch renewals the room asks for in a supervised task that retries
+  with backoff.
+- Requests: join, leave, publish, history, presence, typing.
+- Maintenance, supervised (supervision.py): the presence refresh
+  (presence.py), and the position check: pub/sub is at most once, so every
+  POSITION_CHECK_INTERVAL each room's newest offset in the backplane is
+  compared with what was delivered (``Room.on_position``), and after the
+  subscription connection comes back every room is caught up.
 """
 
 from __future__ import annotations
@@ -23,76 +21,99 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Collection
 
 import msgspec
 
 from switchboard.protocol import codec, frames
 from switchboard.protocol.codes import CloseCode
+from switchboard.roomlog import Snapshot
+from switchboard.roster import PresencePage
+from switchboard_gateway import presence
 from switchboard_gateway.broker import Broker, BrokerUnavailable
 from switchboard_gateway.connection import Connection
 from switchboard_gateway.metrics import Metrics
+from switchboard_gateway.presence_counts import PresenceCounts
+from switchboard_gateway.room import ReadAfter, Room, RoomEvent
 from switchboard_gateway.settings import Settings
+from switchboard_gateway.supervision import Backoff, Supervisor
 from switchboard_gateway.wire import text_frame
 
 log = logging.getLogger("switchboard.node")
 
-# A live item: (offset, epoch, frame). frame None marks a reset with no message.
-Item = tuple[int, str, str | None]
+CATCH_UP_TASK = "catch_up"
 
 
-class RoomState:
-    __slots__ = (
-        "name",
-        "members",
-        "joining",
-        "epoch",
-        "last",
-        "ready",
-        "filling",
-        "backlog",
-        "fill_task",
-        "fill_requests",
-        "lock",
-        "subscribed",
-        "checked_top",
-    )
+class _Ephemeral(msgspec.Struct):
+    """What the node reads of an ephemeral frame: its sender, and ``count``
+    when it is a presence_join/_leave."""
 
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.members: dict[Connection, None] = {}  # an ordered set
-        self.joining: dict[Connection, list[Item]] = {}
-        self.epoch = ""
-        self.last = 0
-        self.ready = False  # position known
-        self.filling = False  # catching up: live items wait in backlog
-        self.backlog: list[Item] = []
-        self.fill_task: asyncio.Task[None] | None = None
-        self.fill_requests = 0  # bumped by every catch-up request, even mid-fill
-        self.lock = asyncio.Lock()  # serialises subscribe/unsubscribe
-        self.subscribed = False
-        self.checked_top = 0  # newest offset seen by the previous position check
-
-
-class _UserOf(msgspec.Struct):
     user: frames.User
+    count: int | None = None
 
 
-_user_of = msgspec.json.Decoder(_UserOf)
+_ephemeral = msgspec.json.Decoder(_Ephemeral)
 _user_decoder = msgspec.json.Decoder(frames.User)
 
 
-def group_members(users: Iterable[bytes]) -> list[frames.Member]:
-    """One entry per user, counting their connections (presence semantics)."""
-    counts: dict[str, list] = {}
-    for raw in users:
-        user = _user_decoder.decode(raw)
-        entry = counts.get(user.id)
-        if entry is None:
-            counts[user.id] = [user, 1]
-        else:
-            entry[1] += 1
-    return [frames.Member(user, n) for user, n in counts.values()]
+def members_of(page: PresencePage) -> list[frames.Member]:
+    """The listed users of a presence page, as ``presence`` frames show them."""
+    return [frames.Member(_user_decoder.decode(user), connections) for user, connections in page.members]
+
+
+class _RoomLink:
+    """One room this node is subscribed to: its delivery core, and what the
+    node does for it (the core's ``RoomOutput``)."""
+
+    __slots__ = ("name", "node", "core", "lock", "subscribed", "worker", "_kick")
+
+    def __init__(self, node: Node, name: str) -> None:
+        self.name = name
+        self.node = node
+        # More waiting messages than history keeps could not be caught up
+        # anyway: beyond that the backlog is dropped and history read instead.
+        self.core: Room[Connection] = Room(self, backlog_max=node.settings.history_size)
+        self.lock = asyncio.Lock()  # serialises subscribe/unsubscribe
+        self.subscribed = False
+        self.worker: asyncio.Task[None] | None = None  # performs core.request
+        self._kick = asyncio.Event()  # cuts a retry's backoff short
+
+    # --- RoomOutput ------------------------------------------------------------
+
+    def deliver(self, members: Collection[Connection], frame: str, ts: int | None) -> None:
+        self.node.fan_out(members, frame, ts)
+
+    def send(self, member: Connection, frame: str) -> None:
+        member.send_text(frame)
+        self.node.metrics.messages_out.inc()
+
+    def reset(self, members: Collection[Connection], epoch: str) -> None:
+        text = codec.encode(frames.Reset(room=self.name, epoch=epoch, offset=0))
+        for conn in members:
+            conn.send_text(text)
+
+    def evict(self, member: Connection) -> None:
+        member.close_soon(CloseCode.TRY_AGAIN_LATER, "missed messages beyond history; resume")
+
+    def wake(self) -> None:
+        self.node.serve_requests(self)
+
+    def event(self, event: RoomEvent) -> None:
+        self.node.room_event(self, event)
+
+    # --- retries ---------------------------------------------------------------
+
+    def kick(self) -> None:
+        self._kick.set()
+
+    async def pause(self, seconds: float) -> None:
+        """Sleep `seconds`, or less if kicked (the backplane came back)."""
+        try:
+            async with asyncio.timeout(seconds):
+                await self._kick.wait()
+        except TimeoutError:
+            pass
+        self._kick.clear()
 
 
 class Node:
@@ -101,53 +122,35 @@ class Node:
         self.broker = broker
         self.metrics = metrics
         self.name = settings.node
-        self.rooms: dict[str, RoomState] = {}
+        self.rooms: dict[str, _RoomLink] = {}
         self.connections: dict[Connection, None] = {}
         self.draining = False
-        self._tasks: list[asyncio.Task[None]] = []
+        self.supervisor = Supervisor(metrics.task_failures)
+        self.presence_counts = PresenceCounts(self._send_presence_count)
 
     # --- lifecycle -------------------------------------------------------------
 
     async def start(self) -> None:
         await self.broker.start(self)
         self.metrics.broker_available.set(1 if self.broker.available else 0)
-        self._tasks = [
-            asyncio.create_task(self._every(self._presence_interval(), self.refresh_presence), name="presence"),
-            asyncio.create_task(self._every(self.settings.position_check_s, self.check_positions), name="positions"),
-        ]
+        self.supervisor.every("presence", self.settings.presence_refresh_interval_s, self.refresh_presence)
+        self.supervisor.every("positions", self.settings.position_check_s, self.check_positions)
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.supervisor.stop()
+        self.presence_counts.close()
         await self.broker.close()
 
     @property
     def ready(self) -> bool:
         return self.broker.available and not self.draining
 
-    def _presence_interval(self) -> float:
-        # Refresh (and sweep) every TTL/4 while entries live TTL/2 (see
-        # broker.create_broker): one late refresh is tolerated, and a dead
-        # gateway's entries expire and are swept within 3/4 of PRESENCE_TTL,
-        # so its members leave within PRESENCE_TTL as the contract says.
-        return max(0.2, self.settings.presence_ttl_s / 4)
-
-    async def _every(self, interval: float, job) -> None:  # type: ignore[no-untyped-def]
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                await job()
-            except BrokerUnavailable:
-                pass  # readiness already says so; try again next round
-            except Exception:
-                log.exception("maintenance job %s failed", job.__name__)
-
     # --- connections -------------------------------------------------------------
 
     def add_connection(self, conn: Connection) -> None:
         self.connections[conn] = None
         self.metrics.connections.inc()
+        conn.spawn = self.supervisor.spawn
 
     async def remove_connection(self, conn: Connection) -> None:
         """The socket is gone: leave every room (presence too)."""
@@ -156,65 +159,73 @@ class Node:
         conn.cancel_expiry()
         rooms = list(conn.rooms)
         conn.rooms.clear()
-        states = []
+        links = []
         for room in rooms:
-            rs = self.rooms.get(room)
-            if rs is not None:
-                rs.members.pop(conn, None)
-                states.append(rs)
+            link = self.rooms.get(room)
+            if link is not None:
+                link.core.discard(conn)
+                links.append(link)
         await asyncio.gather(
             *(self.broker.presence_remove(room, [conn.id]) for room in rooms), return_exceptions=True
         )
-        for rs in states:
-            await self._release(rs)
+        for link in links:
+            await self._release(link)
 
     async def close_all(self, code: int, reason: str) -> None:
         await asyncio.gather(*(conn.close(code, reason) for conn in list(self.connections)))
 
-    # --- rooms -------------------------------------------------------------------
+    def abort_all(self) -> None:
+        """Drop every remaining socket at once (the drain deadline is here)."""
+        for conn in list(self.connections):
+            conn.abort()
+
+    # --- requests -------------------------------------------------------------------
 
     async def join(self, conn: Connection, frame: frames.Join) -> None:
-        """Join (or re-join) a room and send ``joined``; see the module doc."""
+        """Join (or re-join) a room and send ``joined``; the seam between the
+        snapshot and live messages is the room core's (``Room.admit``)."""
         room = frame.room
-        member = room in conn.rooms
-        rs = self.rooms[room] if member else await self._attach(room, conn)
+        if room in conn.rooms:  # already a member: answer again, nothing else changes
+            snapshot, recovered = await self._snapshot(room, frame.since, frame.history)
+            page = await self.broker.presence_upsert(
+                room, [(conn.id, conn.user_json)], list_limit=self.settings.presence_list_max
+            )
+            conn.send_text(self._joined(frame, snapshot, recovered, page))
+            return
+        link = await self._attach(room, conn)
         try:
             snapshot, recovered = await self._snapshot(room, frame.since, frame.history)
-            users = await self.broker.presence_upsert(room, [(conn.id, conn.user_json)], want_members=True)
+            presence_page = await self.broker.presence_upsert(
+                room, [(conn.id, conn.user_json)], list_limit=self.settings.presence_list_max
+            )
         except BaseException:
-            if not member:
-                rs.joining.pop(conn, None)
-                await self._release(rs)
+            link.core.discard(conn)
+            await self._release(link)
             raise
-        conn.send_text(
-            codec.encode(
-                frames.Joined(
-                    id=frame.id,
-                    room=room,
-                    offset=snapshot.top,
-                    epoch=snapshot.epoch,
-                    recovered=recovered,
-                    messages=[msgspec.Raw(f) for f in snapshot.frames],
-                    presence=group_members(users),
-                )
+        conn.rooms.add(room)  # from here on, closing the connection removes its presence entry
+        if not link.core.parked(conn):
+            return  # evicted while its snapshot was read: it is being closed with 1013
+        conn.send_text(self._joined(frame, snapshot, recovered, presence_page))
+        link.core.admit(conn, snapshot.epoch, snapshot.top)
+
+    @staticmethod
+    def _joined(frame: frames.Join, snapshot: Snapshot, recovered: bool | None, page: PresencePage) -> str:
+        return codec.encode(
+            frames.Joined(
+                id=frame.id,
+                room=frame.room,
+                offset=snapshot.top,
+                epoch=snapshot.epoch,
+                recovered=recovered,
+                messages=[msgspec.Raw(f) for f in snapshot.frames],
+                presence=members_of(page),
+                presence_count=page.count,
             )
         )
-        if member:
-            return
-        epoch, last = snapshot.epoch, snapshot.top
-        for offset, item_epoch, item in rs.joining.pop(conn, ()):
-            if item_epoch != epoch:
-                conn.send_text(codec.encode(frames.Reset(room=room, epoch=item_epoch, offset=0)))
-                epoch, last = item_epoch, 0
-            if item is not None and offset > last:
-                conn.send_text(item)
-                last = offset
-        rs.members[conn] = None
-        conn.rooms.add(room)
 
     async def _snapshot(
         self, room: str, since: frames.Since | None, history: int | None
-    ) -> tuple[object, bool | None]:
+    ) -> tuple[Snapshot, bool | None]:
         recovered: bool | None = None
         if since is not None:
             snap = await self.broker.read_after(room, since.offset, self.settings.history_size)
@@ -231,14 +242,14 @@ class Node:
 
     async def leave(self, conn: Connection, room: str) -> None:
         conn.rooms.discard(room)
-        rs = self.rooms.get(room)
-        if rs is not None:
-            rs.members.pop(conn, None)
+        link = self.rooms.get(room)
+        if link is not None:
+            link.core.discard(conn)
         try:
             await self.broker.presence_remove(room, [conn.id])
         finally:
-            if rs is not None:
-                await self._release(rs)
+            if link is not None:
+                await self._release(link)
 
     async def publish(
         self, user: frames.User, room: str, text: str, client_msg_id: str | None
@@ -256,214 +267,192 @@ class Node:
             snap = await self.broker.read_last(room, limit)
         return frames.HistoryPage(room=room, epoch=snap.epoch, messages=[msgspec.Raw(f) for f in snap.frames])
 
-    async def presence(self, room: str) -> list[frames.Member]:
-        return group_members(await self.broker.presence_members(room))
+    async def presence(self, room: str, limit: int) -> frames.PresenceList:
+        """The user count and up to `limit` users (the ``presence`` reply)."""
+        page = await self.broker.presence_members(room, limit)
+        return frames.PresenceList(room=room, members=members_of(page), count=page.count)
 
     async def typing(self, conn: Connection, room: str) -> None:
         await self.broker.publish_ephemeral(room, codec.encode_bytes(frames.TypingNotice(room=room, user=conn.user)))
 
-    # --- subscription lifecycle ------------------------------------------------------
+    # --- subscriptions ------------------------------------------------------------------
 
-    async def _attach(self, room: str, conn: Connection) -> RoomState:
-        """Park `conn` in the room's ``joining``; the first local member
-        subscribes the room and learns its position first."""
+    async def _attach(self, room: str, conn: Connection) -> _RoomLink:
+        """Park `conn` in the room; the first local member subscribes the
+        room and reads its position first."""
         while True:
-            rs = self.rooms.get(room)
-            if rs is None:
-                rs = self.rooms[room] = RoomState(room)
+            link = self.rooms.get(room)
+            if link is None:
+                link = self.rooms[room] = _RoomLink(self, room)
                 self.metrics.rooms.inc()
-            async with rs.lock:
-                if self.rooms.get(room) is not rs:
+            async with link.lock:
+                if self.rooms.get(room) is not link:
                     continue  # released while we waited for the lock
-                if not rs.subscribed:
+                if not link.subscribed:
                     try:
                         await self.broker.subscribe(room)
-                        rs.subscribed = True
+                        link.subscribed = True
                         snap = await self.broker.position(room)
                     except BaseException:
-                        await self._release_locked(rs)
+                        await self._release_locked(link)
                         raise
-                    rs.epoch, rs.last, rs.ready = snap.epoch, snap.top, True
-                    rs.checked_top = snap.top
-                    self._drain_backlog(rs)
-                rs.joining[conn] = []
-                return rs
+                    link.core.start(snap.epoch, snap.top)
+                link.core.park(conn)
+                return link
 
-    async def _release(self, rs: RoomState) -> None:
-        if rs.members or rs.joining:
+    async def _release(self, link: _RoomLink) -> None:
+        if not link.core.empty:
             return
-        async with rs.lock:
-            await self._release_locked(rs)
+        async with link.lock:
+            await self._release_locked(link)
 
-    async def _release_locked(self, rs: RoomState) -> None:
-        if rs.members or rs.joining or self.rooms.get(rs.name) is not rs:
+    async def _release_locked(self, link: _RoomLink) -> None:
+        if not link.core.empty or self.rooms.get(link.name) is not link:
             return
-        del self.rooms[rs.name]
+        del self.rooms[link.name]
         self.metrics.rooms.dec()
-        if rs.fill_task is not None:
-            rs.fill_task.cancel()
-        if rs.subscribed:
-            rs.subscribed = False
-            await self.broker.unsubscribe(rs.name)
+        if link.worker is not None:
+            link.worker.cancel()
+        self.supervisor.forget(CATCH_UP_TASK, link.name)
+        if link.subscribed:
+            link.subscribed = False
+            await self.broker.unsubscribe(link.name)
 
-    # --- delivery (BrokerEvents) -------------------------------------------------------
+    # --- delivery (BrokerEvents and RoomOutput) --------------------------------------------
 
     def on_message(self, room: str, offset: int, epoch: str, ts: int, frame: str) -> None:
-        rs = self.rooms.get(room)
-        if rs is None:
+        link = self.rooms.get(room)
+        if link is None:
             return
-        if not rs.ready or rs.filling:
-            rs.backlog.append((offset, epoch, frame))
-            return
-        self._deliver(rs, offset, epoch, frame)
-        lag = time.time() - ts / 1000
-        if lag >= 0:
-            self.metrics.delivery_lag_seconds.observe(lag)
+        try:
+            link.core.on_live(offset, epoch, frame, ts)
+        except Exception as exc:  # a bug: never let it break the subscription reader
+            self.supervisor.failed("deliver", exc, key=room)
+            link.core.catch_up()
 
-    def _deliver(self, rs: RoomState, offset: int, epoch: str, frame: str | None) -> None:
-        if epoch != rs.epoch:
-            self._reset(rs, epoch)
-        if frame is None or offset <= rs.last:
-            return  # a duplicate (already delivered by a catch-up)
-        if offset != rs.last + 1:
-            rs.backlog.append((offset, epoch, frame))
-            self._catch_up(rs)
-            return
-        rs.last = offset
-        self._fan_out(rs, offset, epoch, frame)
-
-    def _fan_out(self, rs: RoomState, offset: int, epoch: str, frame: str) -> None:
+    def fan_out(self, members: Collection[Connection], frame: str, ts: int | None) -> None:
+        """Hand one message frame to every member; the lag is measured here,
+        at delivery, whether the message came live or from history."""
         started = time.perf_counter()
         message = {"type": "websocket.send", "text": frame}  # one dict for every member
         wire = text_frame(frame.encode()) if self.settings.ws_fast_path else None  # one frame for every member
-        for conn in rs.members:
+        for conn in members:
             conn.out.send(message, wire)
-        for buffer in rs.joining.values():
-            buffer.append((offset, epoch, frame))
-        self.metrics.messages_out.inc(len(rs.members))
+        self.metrics.messages_out.inc(len(members))
         self.metrics.fanout_seconds.observe(time.perf_counter() - started)
+        if ts is None:
+            ts = codec.message_ts(frame)
+        if ts is not None:
+            lag = time.time() - ts / 1000
+            if lag >= 0:
+                self.metrics.delivery_lag_seconds.observe(lag)
 
-    def _reset(self, rs: RoomState, epoch: str) -> None:
-        log.warning("room %s: history lost, new epoch %s", rs.name, epoch)
-        self.metrics.resets.inc()
-        rs.epoch, rs.last = epoch, 0
-        text = codec.encode(frames.Reset(room=rs.name, epoch=epoch, offset=0))
-        for conn in rs.members:
-            conn.send_text(text)
-        for buffer in rs.joining.values():
-            buffer.append((0, epoch, None))
+    def serve_requests(self, link: _RoomLink) -> None:
+        """Make sure the room's pending read or renewal is being performed."""
+        if link.worker is None and self.rooms.get(link.name) is link:
+            link.worker = self.supervisor.spawn(CATCH_UP_TASK, self._perform_requests(link))
 
-    def _drain_backlog(self, rs: RoomState) -> None:
-        items, rs.backlog = rs.backlog, []
-        for index, item in enumerate(items):
-            if rs.filling:
-                rs.backlog.extend(items[index:])
-                return
-            self._deliver(rs, *item)
-
-    def _catch_up(self, rs: RoomState) -> None:
-        rs.filling = True
-        rs.fill_requests += 1
-        if rs.fill_task is None:
-            rs.fill_task = asyncio.create_task(self._fill(rs))
-
-    async def _fill(self, rs: RoomState) -> None:
-        """Deliver from history whatever lies between ``last`` and the
-        room's newest offset, then the backlog."""
-        self.metrics.gap_fills.inc()
+    async def _perform_requests(self, link: _RoomLink) -> None:
+        core = link.core
+        backoff = Backoff()
         try:
-            while rs.filling:
-                requests = rs.fill_requests
-                snap = await self.broker.read_after(rs.name, rs.last, self.settings.history_size)
-                if self.rooms.get(rs.name) is not rs:
-                    return
-                if snap.epoch != rs.epoch:
-                    self._reset(rs, snap.epoch)
-                    continue
-                if snap.top > rs.last and snap.first != rs.last + 1:
-                    self._lost_position(rs)
-                for index, frame in enumerate(snap.frames):
-                    offset = snap.first + index
-                    if offset > rs.last:
-                        rs.last = offset
-                        self._fan_out(rs, offset, rs.epoch, frame.decode())
-                if rs.fill_requests != requests:
-                    continue  # asked again while reading (e.g. a resubscribe): read again
-                rs.filling = False
-                self._drain_backlog(rs)
-        except BrokerUnavailable:
-            rs.filling = False  # the backlog waits; the next check or resubscribe retries
+            while self.rooms.get(link.name) is link and (request := core.request) is not None:
+                try:
+                    if isinstance(request, ReadAfter):
+                        snap = await self.broker.read_after(link.name, request.after, self.settings.history_size)
+                        core.on_read(request, snap)
+                    else:
+                        snap = await self.broker.renew_epoch(link.name, request.stale_epoch)
+                        core.on_renewed(request, snap)
+                except Exception as exc:
+                    # An outage fails every room alike: one streak for all of them.
+                    key = "" if isinstance(exc, BrokerUnavailable) else link.name
+                    self.supervisor.failed(CATCH_UP_TASK, exc, key=key)
+                    await link.pause(backoff.next())
+                else:
+                    backoff.reset()
+                    self.supervisor.succeeded(CATCH_UP_TASK, link.name)
+                    self.supervisor.succeeded(CATCH_UP_TASK)
         finally:
-            rs.fill_task = None
+            link.worker = None
 
-    def _lost_position(self, rs: RoomState) -> None:
-        """More was missed than history keeps: members cannot be made whole.
-        They are closed so that they rejoin with ``since``, learn
-        ``recovered: false`` and reload."""
-        log.warning("room %s: gap older than history; closing its members", rs.name)
-        for conn in list(rs.members):
-            conn.close_soon(CloseCode.TRY_AGAIN_LATER, "missed messages beyond history; resume")
+    def room_event(self, link: _RoomLink, event: RoomEvent) -> None:
+        m = self.metrics
+        if event is RoomEvent.CATCH_UP:
+            m.gap_fills.inc()
+        elif event is RoomEvent.RESET:
+            m.resets.inc()
+            log.warning("room %s: new epoch %s (history lost)", link.name, link.core.epoch)
+        elif event is RoomEvent.OFFSET_REUSED:
+            m.offset_reuses.inc()
+            log.warning("room %s: the backplane lost delivered messages; renewing its epoch", link.name)
+        elif event is RoomEvent.LOST_POSITION:
+            m.lost_positions.inc()
+            log.warning("room %s: gap older than history; closing its members so they resume", link.name)
+        elif event is RoomEvent.BACKLOG_OVERFLOW:
+            m.backlog_overflows.inc()
+            log.warning("room %s: backlog full; reading from history instead", link.name)
 
     def on_ephemeral(self, room: str, frame: str) -> None:
-        rs = self.rooms.get(room)
-        if rs is None:
+        link = self.rooms.get(room)
+        if link is None:
             return
         try:
-            sender = _user_of.decode(frame).user.id
+            event = _ephemeral.decode(frame)
         except msgspec.MsgspecError:
             return
+        if event.count is not None:  # presence_join/_leave: members learn the count from it
+            self.presence_counts.announced(room, event.count)
+        sender = event.user.id
         message = {"type": "websocket.send", "text": frame}
-        for conn in rs.members:
-            if conn.principal.user_id != sender:
-                conn.out.send(message)
+        for members in (link.core.members, link.core.ahead):
+            for conn in members:
+                if conn.principal.user_id != sender:
+                    conn.out.send(message)
+
+    def on_presence_count(self, room: str, count: int) -> None:
+        if room in self.rooms:
+            self.presence_counts.update(room, count)
+
+    def _send_presence_count(self, room: str, count: int) -> None:
+        link = self.rooms.get(room)
+        if link is None:
+            return
+        message = {"type": "websocket.send", "text": codec.encode(frames.PresenceCount(room=room, count=count))}
+        for conn in link.core.members:
+            conn.out.send(message)
 
     def on_resubscribed(self) -> None:
         log.info("backplane subscription re-established; catching up %d rooms", len(self.rooms))
-        for rs in self.rooms.values():
-            if rs.ready:
-                self._catch_up(rs)
-        asyncio.ensure_future(self._heal_presence())
-
-    async def _heal_presence(self) -> None:
-        try:
-            await self.refresh_presence()
-        except BrokerUnavailable:
-            pass
+        for link in self.rooms.values():
+            link.core.catch_up()
+            link.kick()
+        self.supervisor.spawn("heal_presence", self.refresh_presence())
 
     def on_availability(self, available: bool) -> None:
         log.warning("backplane %s", "available" if available else "UNAVAILABLE")
         self.metrics.broker_available.set(1 if available else 0)
 
-    # --- maintenance ---------------------------------------------------------------------
+    # --- maintenance ------------------------------------------------------------------------
 
     async def refresh_presence(self) -> None:
-        """Keep this node's members alive in presence (and re-add them if the
-        backplane lost them); expire other nodes' dead entries."""
-        calls = []
-        for rs in list(self.rooms.values()):
-            entries = [(conn.id, conn.user_json) for conn in rs.members]
-            if entries:
-                calls.append(self.broker.presence_upsert(rs.name, entries))
-            else:
-                calls.append(self.broker.presence_sweep([rs.name]))
-        results = await asyncio.gather(*calls, return_exceptions=True)
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
+        """Keep this node's members alive in presence (see presence.py)."""
+        await presence.refresh(self.broker, [(link.name, link.core.joined()) for link in list(self.rooms.values())])
 
     async def check_positions(self) -> None:
-        """Never deaf silently: a room whose newest offset stayed ahead of
-        what we delivered since the previous check is caught up."""
-        rooms = [rs for rs in self.rooms.values() if rs.ready and not rs.filling]
-        if not rooms:
+        """Never deaf silently: compare each room's newest offset in the
+        backplane with what was delivered (``Room.on_position``)."""
+        probes = []
+        for link in list(self.rooms.values()):
+            if link.core.request is not None:
+                self.serve_requests(link)  # in case its worker died: nothing waits forever
+            probe = link.core.probe()
+            if probe is not None:
+                probes.append((link, probe))
+        if not probes:
             return
-        positions = await self.broker.positions([rs.name for rs in rooms])
-        for rs in rooms:
-            epoch, top = positions[rs.name]
-            if self.rooms.get(rs.name) is not rs or rs.filling:
-                continue
-            if epoch != rs.epoch or rs.backlog:
-                self._catch_up(rs)
-            elif rs.last < min(top, rs.checked_top):
-                self._catch_up(rs)
-            rs.checked_top = top
+        positions = await self.broker.positions([link.name for link, _ in probes])
+        for link, probe in probes:
+            if self.rooms.get(link.name) is link:
+                epoch, top = positions[link.name]
+                link.core.on_position(probe, epoch, top)

@@ -91,8 +91,9 @@ class FrameHandler:
                 conn.send_text(codec.encode(page))
             case frames.Presence(room=room):
                 self._check_room(conn, frame, room)
-                members = await node.presence(room)
-                conn.send_text(codec.encode(frames.PresenceList(id=frame.id, room=room, members=members)))
+                listing = await node.presence(room, self.settings.presence_list_max)
+                listing.id = frame.id
+                conn.send_text(codec.encode(listing))
             case frames.Typing(room=room):
                 self._check_member(conn, frame, room)
                 await node.typing(conn, room)

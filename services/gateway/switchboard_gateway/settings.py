@@ -8,9 +8,10 @@ line and exits non-zero.
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 from urllib.parse import urlparse
 
@@ -32,6 +33,13 @@ def _positive_int(raw: str) -> int:
     value = int(raw)
     if value < 1:
         raise ValueError("must be at least 1")
+    return value
+
+
+def _non_negative_int(raw: str) -> int:
+    value = int(raw)
+    if value < 0:
+        raise ValueError("must be zero or more")
     return value
 
 
@@ -57,10 +65,30 @@ def _port(raw: str) -> int:
 
 
 def _redis_url(raw: str) -> str:
-    scheme = urlparse(raw).scheme
-    if scheme not in ("redis", "rediss", "unix", "memory"):
-        raise ValueError("expected redis://host:port/db, rediss://, unix:// or memory://")
-    return raw
+    """One URL, or several comma-separated seed nodes of a Redis Cluster."""
+    urls = [url.strip() for url in raw.split(",")]
+    if len(urls) == 1:
+        scheme = urlparse(urls[0]).scheme
+        if scheme not in ("redis", "rediss", "unix", "memory"):
+            raise ValueError("expected redis://host:port/db, rediss://, unix:// or memory://")
+        return urls[0]
+    for url in urls:
+        parsed = urlparse(url)
+        if parsed.scheme not in ("redis", "rediss") or not parsed.hostname:
+            raise ValueError(
+                "several URLs are Redis Cluster seeds: each must be redis://host:port or rediss://host:port"
+            )
+    return ",".join(urls)
+
+
+def _choice(*allowed: str) -> Callable[[str], str]:
+    def cast(raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in allowed:
+            raise ValueError("expected " + ", ".join(allowed[:-1]) + " or " + allowed[-1])
+        return value
+
+    return cast
 
 
 def _origins(raw: str) -> tuple[str, ...] | None:
@@ -74,6 +102,19 @@ def _secret(raw: str) -> str:
     return raw
 
 
+def _node_id(raw: str) -> str:
+    value = raw.strip()
+    if not value or len(value) > 64 or not value.isprintable() or " " in value:
+        raise ValueError("expected 1-64 printable characters without spaces")
+    return value
+
+
+def default_node_id() -> str:
+    """Unique per worker process, also with several on one host: the
+    hostname, the process id and a short random part."""
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}"
+
+
 def _log_level(raw: str) -> str:
     value = raw.strip().lower()
     if value not in ("critical", "error", "warning", "info", "debug"):
@@ -84,19 +125,30 @@ def _log_level(raw: str) -> str:
 _SECRET_ENVS = ("JWT_SECRET", "API_KEY")
 
 
-def _setting(env: str, cast: Callable[[str], Any], default: Any = None, required: bool = False) -> Any:
-    from dataclasses import field
-
-    return field(default=default, metadata={"env": env, "cast": cast, "required": required})
+def _setting(
+    env: str,
+    cast: Callable[[str], Any],
+    default: Any = None,
+    required: bool = False,
+    default_factory: Callable[[], Any] | None = None,
+    blank_is_unset: bool = False,
+) -> Any:
+    metadata = {"env": env, "cast": cast, "required": required, "blank_is_unset": blank_is_unset}
+    if default_factory is not None:
+        return field(default_factory=default_factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
 
 
 @dataclass(frozen=True)
 class Settings:
     host: str = _setting("HOST", str, "0.0.0.0")
     port: int = _setting("PORT", _port, 8000)
-    node_id: str = _setting("NODE_ID", str, "")  # "" -> the hostname
+    node_id: str = _setting("NODE_ID", _node_id, default_factory=default_node_id, blank_is_unset=True)
     redis_url: str = _setting("REDIS_URL", _redis_url, "redis://localhost:6379/0")
     redis_prefix: str = _setting("REDIS_PREFIX", str, "sb")
+    redis_cluster: str = _setting("REDIS_CLUSTER", _choice("auto", "true", "false"), "auto")
+    publish_durability: str = _setting("PUBLISH_DURABILITY", _choice("primary", "replicas"), "primary")
+    durability_timeout_s: float = _setting("DURABILITY_TIMEOUT", _positive_float, 1.0)
     jwt_secret: str = _setting("JWT_SECRET", _secret, required=True)
     api_key: str | None = _setting("API_KEY", str, None)
     allow_guests: bool = _setting("ALLOW_GUESTS", _bool, False)
@@ -105,6 +157,8 @@ class Settings:
     history_size: int = _setting("HISTORY_SIZE", _positive_int, 1000)
     history_ttl_s: int = _setting("HISTORY_TTL", _positive_int, 86400)
     presence_ttl_s: float = _setting("PRESENCE_TTL", _positive_float, 30.0)
+    presence_list_max: int = _setting("PRESENCE_LIST_MAX", _positive_int, 100)
+    presence_events_max: int = _setting("PRESENCE_EVENTS_MAX", _non_negative_int, 200)
     idempotency_window_s: int = _setting("IDEMPOTENCY_WINDOW", _positive_int, 120)
     publish_rate: float = _setting("PUBLISH_RATE", _positive_float, 10.0)
     publish_burst: int = _setting("PUBLISH_BURST", _positive_int, 20)
@@ -133,7 +187,7 @@ class Settings:
                 continue
             env, cast = f.metadata["env"], f.metadata["cast"]
             raw = environ.get(env)
-            if raw is None or (raw.strip() == "" and f.metadata["required"]):
+            if raw is None or (raw.strip() == "" and (f.metadata["required"] or f.metadata["blank_is_unset"])):
                 if f.metadata["required"]:
                     raise SettingsError(f"{env} is required but not set")
                 continue
@@ -145,11 +199,32 @@ class Settings:
         settings = cls(**values, **overrides)
         if settings.drain_notice_s >= settings.drain_timeout_s:
             raise SettingsError("DRAIN_NOTICE must be shorter than DRAIN_TIMEOUT")
+        if "," in settings.redis_url and settings.redis_cluster == "false":
+            raise SettingsError("REDIS_URL lists several nodes, which needs a Redis Cluster, but REDIS_CLUSTER=false")
+        if settings.memory_broker and settings.redis_cluster == "true":
+            raise SettingsError("REDIS_CLUSTER=true needs a redis:// REDIS_URL, not memory://")
         return settings
 
     @property
     def node(self) -> str:
-        return self.node_id or socket.gethostname()
+        """This worker's name in ``welcome.node`` and in logs."""
+        return self.node_id
+
+    # PRESENCE_TTL is the contract's bound: a dead gateway's members are gone
+    # within it. Entries therefore live half of it after each refresh, and
+    # every gateway refreshes (and sweeps) every quarter: one late refresh is
+    # tolerated, and a dead gateway's entries expire and are swept within 3/4
+    # of PRESENCE_TTL (see presence.py).
+
+    @property
+    def presence_entry_lifetime_s(self) -> float:
+        """How long a presence entry lives after its last refresh."""
+        return self.presence_ttl_s / 2
+
+    @property
+    def presence_refresh_interval_s(self) -> float:
+        """How often a gateway refreshes its entries and sweeps expired ones."""
+        return max(0.2, self.presence_ttl_s / 4)
 
     @property
     def memory_broker(self) -> bool:

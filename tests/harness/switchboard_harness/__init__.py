@@ -320,3 +320,6 @@ backend {self.BACKEND}
         if reply:
             raise RuntimeError(f"haproxy: set server {name} state {state}: {reply}")
 
+
+
+from switchboard_harness.cluster import RedisClusterProcess as RedisClusterProcess  # noqa: E402  (needs free_port)

@@ -15,7 +15,17 @@ Guarantees a broker gives its node:
   ``BrokerEvents.on_message`` -- unless the broker's subscription connection
   drops, in which case the broker re-establishes it and calls
   ``on_resubscribed``; the node then compares positions and fills gaps.
-- ``read`` creates a room's epoch when it has none, so a position is stable.
+- Reads create a room's epoch when it has none, so a position is stable.
+- An offset is never reused under one epoch: when the backplane lost writes
+  (a Redis restart, a failover to a replica that lacked them),
+  ``renew_epoch`` moves the room to a fresh epoch, once, however many nodes ask.
+- Presence keeps, per room, each live connection and each present user
+  incrementally: a join, a leave or a listing costs the same whatever the
+  room's size (no call reads the whole room). A user's first connection is
+  announced with ``presence_join`` and its last with ``presence_leave`` (both
+  carrying ``count``) while the room has at most ``presence_events_max``
+  users after the change; above that, ``on_presence_count`` reports the new
+  count instead (once per broker call that changed it).
 
 Errors: any ``BrokerUnavailable`` (or a connection error it wraps) means the
 backplane is down; callers answer ``unavailable``.
@@ -25,10 +35,11 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from switchboard.roomlog import PublishResult, Snapshot
 from switchboard.protocol.frames import MessageBody
+from switchboard.roomlog import PublishResult, Snapshot
+from switchboard.roster import PresencePage
 
-__all__ = ["Broker", "BrokerEvents", "BrokerUnavailable", "PublishResult", "Snapshot"]
+__all__ = ["Broker", "BrokerEvents", "BrokerUnavailable", "PresencePage", "PublishResult", "Snapshot"]
 
 
 class BrokerUnavailable(Exception):
@@ -42,9 +53,14 @@ class BrokerEvents(Protocol):
     def on_ephemeral(self, room: str, frame: str) -> None:
         """A frame that is not stored (``typing``, ``presence_join``/``_leave``)."""
 
+    def on_presence_count(self, room: str, count: int) -> None:
+        """The number of users present changed in a room above the events
+        threshold (no ``presence_join``/``_leave`` was sent for it)."""
+
     def on_resubscribed(self) -> None:
-        """The subscription connection was lost and is back: anything may have
-        been missed meanwhile."""
+        """A subscription connection was lost and is back, or rooms moved to
+        another shard (Redis Cluster): anything may have been missed
+        meanwhile."""
 
     def on_availability(self, available: bool) -> None:
         """The backplane went down or came back."""
@@ -79,17 +95,24 @@ class Broker(Protocol):
     async def positions(self, rooms: list[str]) -> dict[str, tuple[str | None, int]]:
         """(epoch or None when the room has no state, newest offset) per room."""
 
+    async def renew_epoch(self, room: str, stale_epoch: str) -> Snapshot:
+        """Atomically: if the room's epoch is still `stale_epoch` (or it has
+        none), give it a fresh epoch at offset 0 and drop the old history.
+        Returns the room's position either way (no entries)."""
+
     async def publish_ephemeral(self, room: str, frame: bytes) -> None: ...
 
     async def presence_upsert(
-        self, room: str, entries: list[tuple[str, bytes]], want_members: bool = False
-    ) -> list[bytes]:
-        """Add or refresh (connection id, user JSON) entries; returns every
-        member's user JSON (one per connection) when asked."""
+        self, room: str, entries: list[tuple[str, bytes]], list_limit: int = 0
+    ) -> PresencePage:
+        """Add or refresh (connection id, user JSON) entries. Returns the
+        user count and up to `list_limit` users, those of `entries` first (a
+        joiner always sees itself); a refresh passes 0 and lists nobody."""
 
     async def presence_remove(self, room: str, conns: list[str]) -> None: ...
 
-    async def presence_members(self, room: str) -> list[bytes]: ...
+    async def presence_members(self, room: str, limit: int) -> PresencePage:
+        """The user count and up to `limit` users."""
 
     async def presence_sweep(self, rooms: list[str]) -> None:
         """Expire entries nobody refreshed within PRESENCE_TTL (dead gateways)."""

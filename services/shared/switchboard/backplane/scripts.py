@@ -23,9 +23,10 @@ _prelude = _read("presence_prelude.lua")
 
 PUBLISH = Script("publish", _read("publish.lua"))
 READ = Script("read", _read("read.lua"))
+RENEW_EPOCH = Script("renew_epoch", _read("renew_epoch.lua"))
 PRESENCE_UPSERT = Script("presence_upsert", _prelude + _read("presence_upsert.lua"))
 PRESENCE_REMOVE = Script("presence_remove", _prelude + _read("presence_remove.lua"))
 PRESENCE_MEMBERS = Script("presence_members", _prelude + _read("presence_members.lua"))
-PRESENCE_SWEEP = Script("presence_sweep", _prelude + "sweep()\nreturn {}\n")
+PRESENCE_SWEEP = Script("presence_sweep", _prelude + "sweep()\npublish_count()\nreturn {}\n")
 
-ALL = (PUBLISH, READ, PRESENCE_UPSERT, PRESENCE_REMOVE, PRESENCE_MEMBERS, PRESENCE_SWEEP)
+ALL = (PUBLISH, READ, RENEW_EPOCH, PRESENCE_UPSERT, PRESENCE_REMOVE, PRESENCE_MEMBERS, PRESENCE_SWEEP)

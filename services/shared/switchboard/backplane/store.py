@@ -1,10 +1,10 @@
 """``Backplane``: the calls a gateway (or a tool) makes to Redis.
 
-Every call goes through one auto-pipeline: calls made while a batch is in
-flight are sent together as the next batch. A thousand concurrent publishers
-therefore cost a handful of round trips on one pooled connection, not a
-thousand connections (redis-py's asyncio pool is capped and raises when
-exhausted, see docs/performance.md).
+Stateless apart from configuration: every call is routed by its room's key
+through a ``Commands`` object (one Redis server, or the primary owning the
+room's slot on a Redis Cluster) and batched by that node's auto-pipeline
+(``pipeline.py``). A room's keys and channel share one hash slot, so each
+script touches one slot (``keys.py``).
 """
 
 from __future__ import annotations
@@ -13,13 +13,12 @@ import asyncio
 import secrets
 from typing import Any, Literal
 
-from redis.asyncio import Redis
-from redis.exceptions import NoScriptError
-
 from switchboard.backplane import scripts
+from switchboard.backplane.commands import Commands
 from switchboard.backplane.keys import RoomKeys
 from switchboard.protocol import codec, frames
 from switchboard.roomlog import PublishResult, Snapshot
+from switchboard.roster import PresencePage
 
 ReadMode = Literal["none", "after", "before", "last"]
 
@@ -28,84 +27,30 @@ def new_epoch() -> str:
     return secrets.token_hex(4)
 
 
-class _AutoPipeline:
-    def __init__(self, redis: Redis, max_batch: int = 512) -> None:
-        self._redis = redis
-        self._max_batch = max_batch
-        self._queue: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
-        self._flusher: asyncio.Task[None] | None = None
-
-    def call(self, *command: Any) -> asyncio.Future[Any]:
-        future = asyncio.get_running_loop().create_future()
-        self._queue.append((command, future))
-        if self._flusher is None:
-            self._flusher = asyncio.create_task(self._flush())
-        return future
-
-    async def _flush(self) -> None:
-        try:
-            while self._queue:
-                batch = self._queue[: self._max_batch]
-                del self._queue[: self._max_batch]
-                await self._execute(batch, retry_noscript=True)
-        finally:
-            self._flusher = None
-
-    async def _execute(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]], retry_noscript: bool) -> None:
-        pipe = self._redis.pipeline(transaction=False)
-        for command, _ in batch:
-            pipe.execute_command(*command)
-        try:
-            results = await pipe.execute(raise_on_error=False)
-        except Exception as exc:  # connection lost: every caller learns it
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
-            return
-        missing = []
-        for item, result in zip(batch, results):
-            future = item[1]
-            if future.done():
-                continue
-            if isinstance(result, NoScriptError) and retry_noscript:
-                missing.append(item)  # Redis restarted and lost its script cache
-            elif isinstance(result, Exception):
-                future.set_exception(result)
-            else:
-                future.set_result(result)
-        if missing:
-            try:
-                await load_scripts(self._redis)
-            except Exception as exc:
-                for _, future in missing:
-                    future.set_exception(exc)
-                return
-            await self._execute(missing, retry_noscript=False)
-
-
-async def load_scripts(redis: Redis) -> None:
-    for script in scripts.ALL:
-        await redis.script_load(script.source)
-
-
 class Backplane:
     def __init__(
         self,
-        redis: Redis,
+        commands: Commands,
         *,
         prefix: str = "sb",
         history_size: int = 1000,
         history_ttl: int = 86400,
         idempotency_window: int = 120,
         presence_ttl: float = 30.0,
+        presence_events_max: int = 200,
+        durable: bool = False,
     ) -> None:
-        self.redis = redis
+        self.commands = commands
         self.prefix = prefix
         self.history_size = history_size
         self.history_ttl = history_ttl
         self.idempotency_window = idempotency_window
         self.presence_ttl = presence_ttl
-        self._pipeline = _AutoPipeline(redis)
+        self.presence_events_max = presence_events_max
+        # publishes confirmed by a replica (PUBLISH_DURABILITY=replicas)
+        self.durable = durable
+        # fan-out: SPUBLISH reaches the room's shard only; PUBLISH on one Redis
+        self.publish_command = "SPUBLISH" if commands.sharded else "PUBLISH"
         self._keys: dict[str, RoomKeys] = {}
 
     def keys(self, room: str) -> RoomKeys:
@@ -116,11 +61,12 @@ class Backplane:
             keys = self._keys[room] = RoomKeys(self.prefix, room)
         return keys
 
-    def _eval(self, script: scripts.Script, keys: list[str], args: list[Any]) -> asyncio.Future[Any]:
-        return self._pipeline.call("EVALSHA", script.sha, len(keys), *keys, *args)
-
-    async def ping(self) -> None:
-        await self.redis.ping()
+    def _eval(
+        self, script: scripts.Script, keys: list[str], args: list[Any], *, durable: bool = False, idempotent: bool = True
+    ) -> Any:
+        return self.commands.execute(
+            keys[0], "EVALSHA", script.sha, len(keys), *keys, *args, durable=durable, idempotent=idempotent
+        )
 
     async def publish(
         self,
@@ -142,8 +88,13 @@ class Backplane:
             self.history_ttl,
             self.idempotency_window,
             body.ts,
+            self.publish_command,
         ]
-        offset, epoch, duplicate = await self._eval(scripts.PUBLISH, keys, args)
+        # Retried after a lost connection only with an idempotency key: without
+        # one, running it twice would store the message twice.
+        offset, epoch, duplicate = await self._eval(
+            scripts.PUBLISH, keys, args, durable=self.durable, idempotent=client_msg_id is not None
+        )
         return PublishResult(int(offset), epoch.decode(), bool(duplicate))
 
     async def position(self, room: str) -> Snapshot:
@@ -169,10 +120,20 @@ class Backplane:
         )
         return Snapshot(reply[0].decode(), int(reply[1]), int(reply[2]), reply[3:])
 
+    async def renew_epoch(self, room: str, stale_epoch: str) -> Snapshot:
+        """A fresh epoch (offset 0, history dropped) if the room's is still
+        `stale_epoch`; the room's position either way."""
+        k = self.keys(room)
+        epoch, top = await self._eval(scripts.RENEW_EPOCH, [k.meta, k.log], [stale_epoch, new_epoch(), self.history_ttl])
+        return Snapshot(epoch.decode(), int(top), 0, [])
+
     async def positions(self, rooms: list[str]) -> dict[str, tuple[str | None, int]]:
         """(epoch, newest offset) of each room, without creating anything;
         epoch None when the room has no history in Redis."""
-        futures = [self._pipeline.call("HMGET", self.keys(room).meta, "e", "s") for room in rooms]
+        futures = []
+        for room in rooms:
+            meta = self.keys(room).meta
+            futures.append(self.commands.execute(meta, "HMGET", meta, "e", "s", idempotent=True))
         out = {}
         for room, (epoch, top) in zip(rooms, await asyncio.gather(*futures)):
             out[room] = (epoch.decode() if epoch else None, int(top or 0))
@@ -180,32 +141,42 @@ class Backplane:
 
     async def publish_ephemeral(self, room: str, frame: bytes) -> None:
         """Fan out a frame that is not stored (typing)."""
-        await self._pipeline.call("PUBLISH", self.keys(room).channel, b"e" + frame)
+        channel = self.keys(room).channel
+        await self.commands.execute(channel, self.publish_command, channel, b"e" + frame, idempotent=True)
 
     # --- presence --------------------------------------------------------------
 
     def _presence_args(self, k: RoomKeys, now_ms: int) -> list[Any]:
-        return [k.channel, codec.encode_bytes(k.room), now_ms, int(self.presence_ttl * 3) + 1]
+        return [
+            k.channel,
+            codec.encode_bytes(k.room),
+            now_ms,
+            int(self.presence_ttl * 3) + 1,
+            self.presence_events_max,
+            self.publish_command,
+        ]
 
     async def presence_upsert(
-        self, room: str, entries: list[tuple[str, bytes]], now_ms: int, want_members: bool = False
-    ) -> list[bytes]:
+        self, room: str, entries: list[tuple[str, bytes]], now_ms: int, list_limit: int = 0
+    ) -> PresencePage:
         """Add or refresh (connection id, user JSON) entries; they expire
-        PRESENCE_TTL after this call unless refreshed again."""
+        PRESENCE_TTL after this call unless refreshed again. Lists up to
+        `list_limit` users, the entries' own first."""
         k = self.keys(room)
         args = self._presence_args(k, now_ms)
-        args += [now_ms + int(self.presence_ttl * 1000), "1" if want_members else "0"]
+        args += [now_ms + int(self.presence_ttl * 1000), list_limit]
         for conn, user in entries:
             args += [conn, user]
-        return await self._eval(scripts.PRESENCE_UPSERT, k.presence_keys(), args)
+        return _presence_page(await self._eval(scripts.PRESENCE_UPSERT, k.presence_keys(), args))
 
     async def presence_remove(self, room: str, conns: list[str], now_ms: int) -> None:
         k = self.keys(room)
         await self._eval(scripts.PRESENCE_REMOVE, k.presence_keys(), self._presence_args(k, now_ms) + conns)
 
-    async def presence_members(self, room: str, now_ms: int) -> list[bytes]:
+    async def presence_members(self, room: str, now_ms: int, limit: int) -> PresencePage:
         k = self.keys(room)
-        return await self._eval(scripts.PRESENCE_MEMBERS, k.presence_keys(), self._presence_args(k, now_ms))
+        args = self._presence_args(k, now_ms) + [limit]
+        return _presence_page(await self._eval(scripts.PRESENCE_MEMBERS, k.presence_keys(), args))
 
     async def presence_sweep(self, rooms: list[str], now_ms: int) -> None:
         """Expire connections that nobody refreshed (their gateway died)."""
@@ -214,3 +185,8 @@ class Backplane:
             k = self.keys(room)
             calls.append(self._eval(scripts.PRESENCE_SWEEP, k.presence_keys(), self._presence_args(k, now_ms)))
         await asyncio.gather(*calls)
+
+
+def _presence_page(reply: list[Any]) -> PresencePage:
+    """The presence scripts' {count, user JSON, connections, ...} reply."""
+    return PresencePage(int(reply[0]), [(reply[i], int(reply[i + 1])) for i in range(1, len(reply), 2)])

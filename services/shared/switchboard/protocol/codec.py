@@ -64,12 +64,41 @@ def encode_error(exc: ProtocolError) -> str:
     )
 
 
+# A stored ``message`` frame is built from three parts so that the part only
+# the backplane knows (offset, epoch) is spliced in where the message is
+# stored: ``message_head(room) + message_position(offset, epoch) +
+# message_tail(body)``. The publish script (backplane/scripts/publish.lua)
+# builds the middle part itself and must mirror ``message_position`` byte for
+# byte (tests/contract checks both backplanes produce identical frames).
+
+
 def message_head(room: str) -> bytes:
-    """The start of a ``message`` frame up to its offset; the publish script
-    appends offset, epoch and msg_id, then ``message_tail``."""
+    """The start of a ``message`` frame up to its offset."""
     return b'{"type":"message","room":' + _encoder.encode(room) + b',"offset":'
+
+
+def message_position(offset: int, epoch: str) -> bytes:
+    """The middle of a ``message`` frame: offset, epoch and ``msg_id``
+    (``<epoch>-<offset>``). Epochs are hex tokens, so need no escaping."""
+    return f'{offset},"epoch":"{epoch}","msg_id":"{epoch}-{offset}"'.encode()
 
 
 def message_tail(body: frames.MessageBody) -> bytes:
     """The rest of a ``message`` frame after ``msg_id``: ``,"user":...}``."""
     return b"," + _encoder.encode(body)[1:]
+
+
+def message_frame(room: str, offset: int, epoch: str, body: frames.MessageBody) -> bytes:
+    """A whole ``message`` frame, as the publish script builds it."""
+    return message_head(room) + message_position(offset, epoch) + message_tail(body)
+
+
+def message_ts(frame: str) -> int | None:
+    """The ``ts`` of an encoded ``message`` frame without decoding it: it is
+    the frame's last field (``MessageBody`` ends with it). None if the frame
+    does not end that way."""
+    colon = frame.rfind(":")
+    digits = frame[colon + 1 : -1]
+    if colon < 0 or not digits.isdigit() or frame[colon - 5 : colon] != ',"ts"':
+        return None
+    return int(digits)
