@@ -26,7 +26,7 @@ import asyncio
 import types
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Generator
-from typing import Any
+from typing import Any, cast
 
 from switchboard_gateway import wire
 
@@ -101,7 +101,8 @@ class Outbound:
             return
         if frame is not None and self._wire is not None and wire.write(self._wire, frame):
             return
-        coro = self._send(message)
+        # uvicorn's send is a coroutine function (ASGI only promises an awaitable).
+        coro = cast(Coroutine[Any, Any, None], self._send(message))
         try:
             pending = coro.send(None)
         except StopIteration:
