@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def _bench(tmp_path: Path, *args: str, timeout: float = 120) -> tuple[dict[str, Any], str]:
     out = tmp_path / "results"
     proc = subprocess.run(
-        [sys.executable, "-m", "bench", "--out", str(out), "--settle", "2", *args],
+        [sys.executable, "-m", "bench", "--out", str(out), "--settle", "0.5", *args],
         cwd=ROOT, capture_output=True, text=True, timeout=timeout,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
