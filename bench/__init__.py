@@ -1,13 +1,15 @@
 """Switchboard's benchmark: Switchboard against two baselines on the same
-workloads, in one invocation.
+workloads, in one invocation, on one event loop, interleaved and repeated.
 
-    .venv/bin/python -m bench            # the default set (W1a, W1b, W2, W3, W4), ~6 min
-    .venv/bin/python -m bench --workloads w1a,w1b --w4   # a subset (--w4 adds W4 to it)
-    .venv/bin/python -m bench --scale 0.02 --workloads w1a,w3   # a smoke run
+    .venv/bin/python -m bench                       # every workload, 3 rounds + a warm-up
+    .venv/bin/python -m bench --workloads w1a,w1b   # a subset
+    .venv/bin/python -m bench --scale 0.02 --reps 1 --warmup 0 --workloads w1a,w3   # a smoke run
+    .venv/bin/python -m bench --switchboard-src /work/wt/before   # the gateway of another checkout
 
-Modules: ``runner`` (the command: servers, workloads, measurement, report),
-``servers`` (Redis, the three designs, /proc readings), ``client`` (the load
-generator process: many raw WebSocket connections on one asyncio loop),
-``workloads`` (W1..W4), ``report`` (table, JSON, plot) and ``baselines``
-(the floor and the naive design). See docs/performance.md.
+Modules: ``runner`` (the command: rounds, measurement), ``servers`` (Redis,
+the designs, /proc readings), ``launch`` (starts a server on the chosen event
+loop), ``client`` (the load generator process: many raw WebSocket
+connections on one loop), ``workloads`` (W1a..W4, ROOM5K, JOIN10, JOIN10K,
+BIG20K), ``report`` (summary, ratios, tables, plot) and ``baselines`` (the
+floor and the naive design). See docs/performance.md.
 """

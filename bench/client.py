@@ -12,14 +12,20 @@ A message's ``text`` starts with its send time (``time.time_ns()``) taken
 just before the publish frame is written: latency is the receive wall time
 minus that, the same measure for every design.
 
+*Probe* connections (``probes`` in the spec) only connect (``welcome``)
+during setup; at ``go`` each joins its room once, a few at a time, and the
+join round trips (``join`` written -> ``joined`` read) are reported.
+
 The parent (``bench.runner``) talks to each client process over a pipe:
 it sends nothing until the process reports ``ready`` (all connected and
-joined), then ``go`` with the schedule's start time, then ``exit``.
+joined), then ``go`` with the schedule's start time, then ``exit``. The
+process runs on the same event loop as the servers (``spec["loop"]``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import resource
 import time
 from array import array
@@ -55,7 +61,7 @@ def raise_nofile(want: int = 1 << 20) -> int:
 
 
 class Stats:
-    __slots__ = ("received", "expected", "latencies", "errors", "closes", "last_recv_ns", "done")
+    __slots__ = ("received", "expected", "latencies", "errors", "closes", "close_reasons", "last_recv_ns", "done")
 
     def __init__(self) -> None:
         self.received = 0
@@ -63,6 +69,7 @@ class Stats:
         self.latencies = array("d")  # ms
         self.errors: Counter[str] = Counter()
         self.closes: Counter[int] = Counter()
+        self.close_reasons: Counter[str] = Counter()  # "1011 keepalive ping timeout"
         self.last_recv_ns = 0
         self.done: asyncio.Event | None = None
 
@@ -110,8 +117,10 @@ class WSConn(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
         self.open = False
-        code = self.proto.close_code
-        self.stats.closes[int(code) if code is not None else 1006] += 1
+        close = self.proto.close_rcvd
+        code = int(close.code) if close is not None else 1006
+        self.stats.closes[code] += 1
+        self.stats.close_reasons[f"{code} {close.reason if close is not None else ''}".strip()] += 1
         self._fail(ConnectionError(f"connection lost (close code {code})"))
 
     # --- frames ----------------------------------------------------------------------
@@ -180,7 +189,7 @@ class WSConn(asyncio.Protocol):
             self.transport.abort()
 
 
-async def _connect(conn: WSConn, timeout: float) -> None:
+async def _connect(conn: WSConn, timeout: float, join: bool = True) -> None:
     loop = asyncio.get_running_loop()
     wsuri = parse_uri(conn.url)
     async with asyncio.timeout(timeout):
@@ -188,7 +197,8 @@ async def _connect(conn: WSConn, timeout: float) -> None:
         conn.waiter = loop.create_future()
         await loop.create_connection(lambda: conn, wsuri.host, wsuri.port)
         await conn.waiter
-    await conn.expect("joined", timeout, {"type": "join", "room": conn.room, "id": 1})
+    if join:
+        await conn.expect("joined", timeout, {"type": "join", "room": conn.room, "id": 1})
 
 
 class Worker:
@@ -201,7 +211,9 @@ class Worker:
     - ``deadline_s``: how long after ``go`` to wait for the last delivery;
     - ``stall_s``: ... or how long without a delivery after the last publish;
     - ``concurrency``: handshakes in flight;
-    - ``pad``: filler appended to every text.
+    - ``pad``: filler appended to every text;
+    - ``probes``: [(ws_url, room)], connections that join only at ``go``;
+    - ``probe_concurrency``: probe joins in flight.
     """
 
     def __init__(self, spec: dict[str, Any], pipe: Pipe) -> None:
@@ -209,6 +221,7 @@ class Worker:
         self.pipe = pipe
         self.stats = Stats()
         self.conns: list[WSConn] = []
+        self.probes: list[WSConn] = []
 
     async def _recv_pipe(self) -> Any:
         loop = asyncio.get_running_loop()
@@ -219,6 +232,7 @@ class Worker:
             await ready
         finally:
             loop.remove_reader(fd)
+            os.set_blocking(fd, True)  # uvloop's add_reader made it non-blocking; pipe.send needs blocking
         return self.pipe.recv()
 
     async def run(self) -> None:
@@ -230,20 +244,21 @@ class Worker:
         sem = asyncio.Semaphore(spec.get("concurrency", 64))
         failures: Counter[str] = Counter()
 
-        async def one(url: str, room: str) -> None:
+        async def one(url: str, room: str, probe: bool) -> None:
             full = f"{url}?token={token}" if token else url
             conn = WSConn(full, room, stats)
-            self.conns.append(conn)
+            (self.probes if probe else self.conns).append(conn)
             async with sem:
                 try:
-                    await _connect(conn, spec.get("connect_timeout", 30.0))
+                    await _connect(conn, spec.get("connect_timeout", 30.0), join=not probe)
                 except Exception as exc:  # counted; the run reports it
                     failures[type(exc).__name__] += 1
                     conn.abort()
 
         started = time.monotonic()
-        await asyncio.gather(*(one(url, room) for url, room in spec["conns"]))
-        connected = sum(1 for c in self.conns if c.open and not c.lost)
+        await asyncio.gather(*(one(url, room, False) for url, room in spec["conns"]))
+        await asyncio.gather(*(one(url, room, True) for url, room in spec.get("probes", ())))
+        connected = sum(1 for c in self.conns + self.probes if c.open and not c.lost)
         self.pipe.send(("ready", {"connected": connected, "failures": dict(failures),
                                   "setup_s": time.monotonic() - started}))
         while True:
@@ -252,8 +267,34 @@ class Worker:
                 break
             if command[0] == "go":
                 await self._go(command[1])
-        for conn in self.conns:
+            elif command[0] == "probe":
+                await self._probe()
+        for conn in self.conns + self.probes:
             conn.abort()
+
+    async def _probe(self) -> None:
+        """Every probe joins its room once; report the round trips."""
+        spec = self.spec
+        sem = asyncio.Semaphore(spec.get("probe_concurrency", 8))
+        times = array("d")
+        failures: Counter[str] = Counter()
+
+        async def join(conn: WSConn) -> None:
+            async with sem:
+                started = time.perf_counter()
+                try:
+                    await conn.expect("joined", spec.get("connect_timeout", 30.0),
+                                      {"type": "join", "room": conn.room, "id": 2})
+                except Exception as exc:
+                    failures[type(exc).__name__] += 1
+                    return
+                times.append((time.perf_counter() - started) * 1000)
+
+        await asyncio.gather(*(join(c) for c in self.probes if c.open and not c.lost))
+        self.pipe.send(("done", {"joins": len(times), "join_ms": times.tobytes(), "failures": dict(failures),
+                                 "errors": dict(self.stats.errors), "closes": dict(self.stats.closes),
+                                 "close_reasons": dict(self.stats.close_reasons),
+                                 "open": sum(1 for c in self.conns + self.probes if c.open and not c.lost)}))
 
     async def _go(self, t0: float) -> None:
         spec, stats = self.spec, self.stats
@@ -300,6 +341,7 @@ class Worker:
             "last_recv": stats.last_recv_ns / 1e9,
             "errors": dict(stats.errors),
             "closes": dict(stats.closes),
+            "close_reasons": dict(stats.close_reasons),
             "open": sum(1 for c in self.conns if c.open and not c.lost),
         }))
 
@@ -307,6 +349,10 @@ class Worker:
 def worker_main(spec: dict[str, Any], pipe: Pipe) -> None:
     """The client process's entry point (multiprocessing target)."""
     raise_nofile()
+    if spec.get("loop", "asyncio") == "uvloop":
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     try:
         asyncio.run(Worker(spec, pipe).run())
     finally:

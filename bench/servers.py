@@ -2,7 +2,20 @@
 
 A *design* starts N server processes on one Redis and returns them as
 ``Server`` objects (pid, ws_url, stop). Every process is a direct child
-(no shell, no uvicorn workers), so its /proc entry is the whole server.
+started through ``bench.launch`` (no shell, no uvicorn workers), so its /proc
+entry is the whole server, and every design runs on the same event loop.
+
+Designs:
+
+- ``floor``: ``bench.baselines.floor`` (raw ``websockets`` + ``broadcast()``);
+- ``naive``: ``bench.baselines.naive`` (Starlette, a Redis subscription per socket);
+- ``switchboard``: ``python -m switchboard_gateway`` with its defaults;
+- ``switchboard-nofast``: the same with ``WS_FAST_PATH=false`` (the fan-out
+  through the ASGI ``send`` of every member instead of one prebuilt frame).
+
+``--switchboard-src DIR`` runs both Switchboard designs from another checkout
+(its ``services/gateway`` and ``services/shared`` go first on PYTHONPATH):
+the same bench code measures two versions of the gateway.
 """
 
 from __future__ import annotations
@@ -12,11 +25,15 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from switchboard_harness import TEST_JWT_SECRET, GatewayProcess, free_port
+from switchboard_harness import TEST_JWT_SECRET, free_port
+
+from bench.launch import origin_in, uses_uvloop
 
 ROOT = Path(__file__).resolve().parent.parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -43,27 +60,44 @@ class Server:
     ws_url: str
     stop: Callable[[], None]
     log: Callable[[], str]
+    uvloop: bool = False
+    origin: str | None = None  # the file of the module it runs
 
 
-def _wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server on {port} exited with {proc.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"server on {port} not listening within {timeout} s")
+@dataclass
+class Options:
+    """How every design is started in this run."""
+
+    redis_url: str
+    loop: str  # "uvloop" | "asyncio"
+    log_dir: Path
+    switchboard_src: Path | None = None
 
 
-def _baseline(module: str, redis_url: str, log_dir: Path, index: int) -> Server:
-    port = free_port()
-    log_path = log_dir / f"{module.rsplit('.', 1)[1]}-{index}-{port}.log"
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=0.5) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _port_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _spawn(
+    opts: Options, name: str, argv: list[str], env: dict[str, str], port: int, ready: Callable[[], bool],
+    timeout: float = 30.0,
+) -> Server:
+    """Start ``python -m bench.launch --loop L <argv>`` and wait until `ready`."""
+    log_path = opts.log_dir / f"{name}-{port}.log"
     log = open(log_path, "ab")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.Popen([sys.executable, "-m", module, "--port", str(port), "--redis", redis_url],
+    proc = subprocess.Popen([sys.executable, "-m", "bench.launch", "--loop", opts.loop, *argv],
                             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
 
     def stop() -> None:
@@ -73,19 +107,47 @@ def _baseline(module: str, redis_url: str, log_dir: Path, index: int) -> Server:
         log.close()
 
     try:
-        _wait_port(port, proc)
+        deadline = time.monotonic() + timeout
+        while not ready():
+            if proc.poll() is not None:
+                raise RuntimeError(f"{name} exited with {proc.returncode}: {log_path.read_text(errors='replace')[-800:]}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{name} on port {port} not ready within {timeout} s")
+            time.sleep(0.05)
+        loaded = uses_uvloop(proc.pid)
+        if loaded != (opts.loop == "uvloop"):
+            raise RuntimeError(f"{name} runs on the wrong event loop (uvloop loaded: {loaded}, wanted {opts.loop})")
+        origin = origin_in(log_path.read_text(errors="replace"))
+        src = opts.switchboard_src
+        if name.startswith("gateway") and src is not None and not (origin or "").startswith(str(src) + os.sep):
+            raise RuntimeError(f"{name} runs {origin}, not the code under {src}")
     except Exception:
         stop()
         raise
-    return Server(proc.pid, f"ws://127.0.0.1:{port}/ws", stop, lambda: log_path.read_text(errors="replace"))
+    return Server(proc.pid, f"ws://127.0.0.1:{port}/ws", stop, lambda: log_path.read_text(errors="replace"),
+                  loaded, origin)
 
 
-def start_floor(redis_url: str, n: int, log_dir: Path, tag: str) -> list[Server]:
-    return [_baseline("bench.baselines.floor", redis_url, log_dir, i) for i in range(n)]
+def _pythonpath(*first: Path) -> str:
+    parts = [str(p) for p in first] + [str(ROOT)]
+    if os.environ.get("PYTHONPATH"):
+        parts.append(os.environ["PYTHONPATH"])
+    return os.pathsep.join(parts)
 
 
-def start_naive(redis_url: str, n: int, log_dir: Path, tag: str) -> list[Server]:
-    return [_baseline("bench.baselines.naive", redis_url, log_dir, i) for i in range(n)]
+def _baseline(module: str, opts: Options, index: int) -> Server:
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": _pythonpath()}
+    return _spawn(opts, f"{module.rsplit('.', 1)[1]}-{index}", [module, "--port", str(port), "--redis", opts.redis_url],
+                  env, port, lambda: _port_open(port))
+
+
+def start_floor(opts: Options, n: int, tag: str) -> list[Server]:
+    return _start_each(n, lambda i: _baseline("bench.baselines.floor", opts, i))
+
+
+def start_naive(opts: Options, n: int, tag: str) -> list[Server]:
+    return _start_each(n, lambda i: _baseline("bench.baselines.naive", opts, i))
 
 
 # The gateway as deployed, with the publish rate limit out of the way (the
@@ -93,14 +155,39 @@ def start_naive(redis_url: str, n: int, log_dir: Path, tag: str) -> list[Server]
 GATEWAY_ENV = {"PUBLISH_RATE": "1000000", "PUBLISH_BURST": "1000000", "LOG_LEVEL": "warning"}
 
 
-def start_switchboard(redis_url: str, n: int, log_dir: Path, tag: str) -> list[Server]:
+def _gateway(opts: Options, index: int, tag: str, extra: dict[str, str]) -> Server:
+    port = free_port()
+    src = opts.switchboard_src
+    first = [src / "services" / "gateway", src / "services" / "shared"] if src else []
+    env = {
+        **os.environ,
+        "PYTHONPATH": _pythonpath(*first),
+        "REDIS_URL": opts.redis_url,
+        "JWT_SECRET": TEST_JWT_SECRET,
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "NODE_ID": f"bench-{tag}-{index}",
+        "REDIS_PREFIX": f"bench-{tag}",
+        **GATEWAY_ENV,
+        **extra,
+    }
+    return _spawn(opts, f"gateway-{index}", ["switchboard_gateway"], env, port,
+                  lambda: _http_ok(f"http://127.0.0.1:{port}/readyz"))
+
+
+def start_switchboard(opts: Options, n: int, tag: str) -> list[Server]:
+    return _start_each(n, lambda i: _gateway(opts, i, tag, {}))
+
+
+def start_switchboard_nofast(opts: Options, n: int, tag: str) -> list[Server]:
+    return _start_each(n, lambda i: _gateway(opts, i, tag, {"WS_FAST_PATH": "false"}))
+
+
+def _start_each(n: int, start: Callable[[int], Server]) -> list[Server]:
     servers: list[Server] = []
     try:
         for i in range(n):
-            gw = GatewayProcess(redis_url, node_id=f"bench-{tag}-{i}", log_dir=str(log_dir),
-                                REDIS_PREFIX=f"bench-{tag}", **GATEWAY_ENV)
-            gw.start()
-            servers.append(Server(gw.pid, gw.ws_url, gw.stop, gw.output))
+            servers.append(start(i))
     except Exception:
         for s in servers:
             s.stop()
@@ -108,11 +195,27 @@ def start_switchboard(redis_url: str, n: int, log_dir: Path, tag: str) -> list[S
     return servers
 
 
-DESIGNS: dict[str, Callable[[str, int, Path, str], list[Server]]] = {
+DESIGNS: dict[str, Callable[[Options, int, str], list[Server]]] = {
     "floor": start_floor,
     "naive": start_naive,
     "switchboard": start_switchboard,
+    "switchboard-nofast": start_switchboard_nofast,
 }
 
 # Switchboard checks tokens; the baselines ignore them.
 TOKEN_SECRET = TEST_JWT_SECRET
+
+
+def source_info(src: Path | None) -> dict[str, object]:
+    """Which gateway code the Switchboard designs run: the checkout and commit."""
+    where = src or ROOT
+    info: dict[str, object] = {"path": str(where)}
+    try:
+        info["commit"] = subprocess.run(["git", "-C", str(where), "rev-parse", "HEAD"], capture_output=True,
+                                        text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(where), "status", "--porcelain", "--", "services"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        info["services_dirty"] = bool(dirty)
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return info

@@ -1,5 +1,7 @@
 """The benchmark, run tiny through its command, so that it cannot rot: every
-design starts, W1a delivers, W3 measures memory, the JSON has its keys."""
+design starts on the chosen event loop, the rounds interleave, W1a delivers,
+W3 measures memory, the big-room workloads fill, join and deliver, and the
+JSON has its summary and ratios."""
 
 from __future__ import annotations
 
@@ -7,40 +9,73 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_bench_runs_tiny(tmp_path: Path) -> None:
+def _bench(tmp_path: Path, *args: str, timeout: float = 120) -> tuple[dict[str, Any], str]:
     out = tmp_path / "results"
-    plot = tmp_path / "plot.png"
     proc = subprocess.run(
-        [sys.executable, "-m", "bench", "--scale", "0.02", "--workloads", "w1a,w3",
-         "--out", str(out), "--plot", str(plot)],
-        cwd=ROOT, capture_output=True, text=True, timeout=90,
+        [sys.executable, "-m", "bench", "--out", str(out), "--settle", "0.5", *args],
+        cwd=ROOT, capture_output=True, text=True, timeout=timeout,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     [path] = list(out.glob("*.json"))
-    doc = json.loads(path.read_text())
-    assert {"machine", "versions", "results", "ratios", "scale"} <= doc.keys()
-    by = {(r["workload"], r["design"]): r for r in doc["results"]}
-    assert set(by) == {(w, d) for w in ("w1a", "w3") for d in ("floor", "naive", "switchboard")}
-    for r in doc["results"]:
+    return json.loads(path.read_text()), proc.stdout
+
+
+def test_bench_runs_tiny(tmp_path: Path) -> None:
+    plot = tmp_path / "plot.png"
+    doc, stdout = _bench(tmp_path, "--scale", "0.02", "--workloads", "w1a,w3", "--reps", "2", "--warmup", "0",
+                         "--plot", str(plot))
+    assert {"machine", "versions", "results", "summary", "ratios", "targets", "scale", "loop"} <= doc.keys()
+    measured = [r for r in doc["results"] if "skipped" not in r]
+    designs = ["floor", "naive", "switchboard", "switchboard-nofast"]
+    # A B C D, A B C D: every round runs every design, in the same order.
+    w1a = [(r["round"], r["design"]) for r in measured if r["workload"] == "w1a"]
+    assert w1a == [(rnd, d) for rnd in (0, 1) for d in designs]
+    for r in measured:
         assert "failed" not in r, r
         assert r["connected"] == r["connections"], r
+        assert r["uvloop"] is True, r  # the default: every design on uvloop
+    # W3 has no fan-out: the no-fast-path variant is not run there.
+    assert {r["design"] for r in measured if r["workload"] == "w3"} == set(designs[:3])
 
-    w1a = by[("w1a", "switchboard")]
-    for key in ("delivered_fraction", "deliveries_per_s", "latency_ms", "cpu_s_per_1k_deliveries",
-                "cpu_us_per_delivery", "server_cpu_s", "redis_cpu_s", "rss_kb_per_conn"):
-        assert key in w1a, key
-    assert {"p50", "p99", "max"} <= w1a["latency_ms"].keys()
-    assert w1a["delivered_fraction"] == 1.0
-    assert w1a["expected"] == w1a["messages"] * w1a["connections"] > 0
-    assert by[("w1a", "floor")]["delivered_fraction"] == 1.0
-    for design in ("floor", "naive", "switchboard"):
-        assert by[("w3", design)]["rss_kb_per_conn"] > 0
+    run = next(r for r in measured if r["workload"] == "w1a" and r["design"] == "switchboard")
+    for key in ("delivered_fraction", "deliveries_per_s", "latency_ms", "cpu_us_per_delivery", "server_cpu_s",
+                "redis_cpu_s", "rss_kb_per_conn", "setup_s", "setup_cpu_ms_per_conn", "closes"):
+        assert key in run, key
+    assert run["delivered_fraction"] == 1.0
+    assert run["expected"] == run["messages"] * run["connections"] > 0
 
-    assert {"cpu_per_delivery", "p99", "delivered_fraction"} <= doc["ratios"]["switchboard"]["w1a"].keys()
-    assert "rss_per_conn" in doc["ratios"]["switchboard"]["w3"]
+    summary = doc["summary"]["w1a"]["switchboard"]
+    assert summary["runs"] == 2 and summary["delivered_fraction"]["n"] == 2
+    assert summary["cpu_us_per_delivery"]["min"] <= summary["cpu_us_per_delivery"]["median"] \
+        <= summary["cpu_us_per_delivery"]["max"]
+    assert {"cpu_us_per_delivery", "p99_ms"} <= doc["ratios"]["w1a"]["switchboard"].keys()
+    assert "rss_kb_per_conn" in doc["ratios"]["w3"]["switchboard"]
     assert plot.stat().st_size > 0
-    assert "Ratios to the floor" in proc.stdout
+    assert "Ratios to the floor" in stdout
+
+
+def test_bench_big_rooms_tiny(tmp_path: Path) -> None:
+    """The issue-11 workloads at a tiny size, on the stdlib loop this time."""
+    doc, stdout = _bench(tmp_path, "--scale", "0.002", "--workloads", "room5k,join10,join10k,big20k",
+                         "--designs", "floor,switchboard", "--reps", "1", "--warmup", "0", "--loop", "asyncio",
+                         "--plot", "none")
+    by = {(r["workload"], r["design"]): r for r in doc["results"] if "skipped" not in r}
+    assert set(by) == {(w, d) for w in ("room5k", "join10", "join10k", "big20k") for d in ("floor", "switchboard")}
+    for r in by.values():
+        assert "failed" not in r, r
+        assert r["connected"] == r["connections"], r
+        assert r["uvloop"] is False, r
+        assert r["setup_s"] > 0 and r["rss_kb_per_conn"] is not None
+    for key in ("join10", "join10k"):
+        r = by[(key, "switchboard")]
+        assert r["joins"] == r["probes"] > 0 and r["join_failures"] == {}, r
+        assert r["join_ms"]["p99"] > 0
+    big = by[("big20k", "switchboard")]
+    assert big["delivered_fraction"] == 1.0 and big["servers"] == 4
+    assert "Joins in the measured phase" in stdout
+

@@ -43,6 +43,7 @@ def test_defaults() -> None:
     assert (s.send_queue_max, s.send_queue_max_bytes) == (1000, 4 * 1024 * 1024)
     assert s.abuse_errors == 50
     assert (s.drain_notice_s, s.drain_timeout_s) == (2, 10)
+    assert (s.ws_ping_interval_s, s.ws_ping_timeout_s, s.ws_fast_path) == (20, 20, True)
     assert not s.memory_broker
     assert s.presence_entry_lifetime_s == 15 and s.presence_refresh_interval_s == 7.5
     assert (s.redis_cluster, s.publish_durability, s.durability_timeout_s) == ("auto", "primary", 1.0)
@@ -61,7 +62,10 @@ def test_values_are_parsed() -> None:
         DRAIN_NOTICE="0",
         DRAIN_TIMEOUT="1",
         API_KEY="k",
+        WS_PING_TIMEOUT="2.5",
+        WS_FAST_PATH="false",
     )
+    assert s.ws_ping_timeout_s == 2.5 and s.ws_fast_path is False
     assert s.port == 9001 and s.node == "gw-7" and s.memory_broker
     assert s.allow_guests is True
     assert s.allowed_origins == ("https://a.example", "https://b.example")
@@ -123,6 +127,9 @@ def test_overrides_win() -> None:
         ("DRAIN_TIMEOUT", "0"),
         ("LOG_LEVEL", "loud"),
         ("GUEST_TOKEN_TTL", "x"),
+        ("WS_PING_TIMEOUT", "0"),
+        ("WS_PING_TIMEOUT", "soon"),
+        ("WS_FAST_PATH", "sometimes"),
         ("REDIS_URL", "redis://a:1,http://b:2"),
         ("REDIS_URL", "redis://a:1,unix:///tmp/r.sock"),
         ("REDIS_URL", "redis://a:1,memory://"),

@@ -61,13 +61,14 @@ class Connection:
         queue_max: int,
         queue_max_bytes: int,
         on_close: Callable[[int], None],
+        fast_path: bool = False,
     ) -> None:
         self.id = conn_id
         self.principal = principal
         self.user = User(principal.user_id, principal.name)
         self.user_json = codec.encode_bytes(self.user)
         self.rooms: set[str] = set()
-        self.out = Outbound(send, self._slow, queue_max, queue_max_bytes)
+        self.out = Outbound(send, self._slow, queue_max, queue_max_bytes, fast_path)
         self.bucket = TokenBucket(rate, burst, time.monotonic())
         self.errors = ErrorWindow(abuse_errors)
         self.closing = False

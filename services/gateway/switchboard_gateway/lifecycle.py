@@ -24,9 +24,12 @@ import time
 from types import FrameType
 
 import uvicorn
+from starlette.types import ASGIApp
 
 from switchboard.protocol.codes import CloseCode
 from switchboard_gateway.app import Gateway
+from switchboard_gateway.keepalive import GatewayWebSocketProtocol
+from switchboard_gateway.settings import Settings
 
 log = logging.getLogger("switchboard.lifecycle")
 
@@ -104,17 +107,20 @@ class DrainingServer(uvicorn.Server):
             log.error("drain: shutdown still running at DRAIN_TIMEOUT; exiting anyway")
 
 
-def run(gateway: Gateway) -> None:
-    settings = gateway.settings
-    config = uvicorn.Config(
-        gateway,
+def make_config(app: ASGIApp, settings: Settings) -> uvicorn.Config:
+    """uvicorn's configuration for the gateway (the fast path in ``wire``
+    relies on the WebSocket implementation chosen here)."""
+    return uvicorn.Config(
+        app,
         host=settings.host,
         port=settings.port,
-        ws="websockets-sansio",  # measured cheapest per connection and per delivery
+        # uvicorn's websockets-sansio (measured cheapest per connection and per
+        # delivery) with a pong deadline that tolerates busy peers (keepalive.py).
+        ws=GatewayWebSocketProtocol,
         ws_max_size=settings.max_frame_bytes,  # larger frames: close 1009
         ws_per_message_deflate=False,  # per-connection zlib state costs more than chat saves
         ws_ping_interval=settings.ws_ping_interval_s or None,
-        ws_ping_timeout=20.0,
+        ws_ping_timeout=settings.ws_ping_timeout_s,
         lifespan="on",
         log_level=settings.log_level,
         # Outside a drain (which sets its own from the deadline, see DrainingServer.shutdown).
@@ -122,6 +128,10 @@ def run(gateway: Gateway) -> None:
         proxy_headers=True,
         server_header=False,
     )
+
+
+def run(gateway: Gateway) -> None:
+    config = make_config(gateway, gateway.settings)
     for name in ("uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).addFilter(RedactTokens())
     DrainingServer(config, gateway).run()

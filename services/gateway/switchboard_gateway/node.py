@@ -37,6 +37,7 @@ from switchboard_gateway.presence_counts import PresenceCounts
 from switchboard_gateway.room import ReadAfter, Room, RoomEvent
 from switchboard_gateway.settings import Settings
 from switchboard_gateway.supervision import Backoff, Supervisor
+from switchboard_gateway.wire import text_frame
 
 log = logging.getLogger("switchboard.node")
 
@@ -334,8 +335,9 @@ class Node:
         at delivery, whether the message came live or from history."""
         started = time.perf_counter()
         message = {"type": "websocket.send", "text": frame}  # one dict for every member
+        wire = text_frame(frame.encode()) if self.settings.ws_fast_path else None  # one frame for every member
         for conn in members:
-            conn.out.send(message)
+            conn.out.send(message, wire)
         self.metrics.messages_out.inc(len(members))
         self.metrics.fanout_seconds.observe(time.perf_counter() - started)
         if ts is None:

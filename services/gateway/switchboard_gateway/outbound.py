@@ -13,6 +13,11 @@ coroutine synchronously up to its first suspension:
 
 So fan-out costs one coroutine step per member, and a slow reader costs
 memory only up to its bounds.
+
+The fan-out may also pass the message as a prebuilt WebSocket frame
+(``wire.text_frame``): when the connection has no outbox and its transport
+takes it at once (``wire.write``), that is written instead of running
+``send``; otherwise ``send`` runs as above. Same order, same bounds.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ import types
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import Any, cast
+
+from switchboard_gateway import wire
 
 Message = dict[str, Any]
 Send = Callable[[Message], Awaitable[None]]
@@ -40,10 +47,28 @@ def _finish(coro: Coroutine[Any, Any, None], pending: Any) -> Generator[Any, Any
 
 
 class Outbound:
-    __slots__ = ("_send", "_on_overflow", "_max_frames", "_max_bytes", "_outbox", "_outbox_bytes", "_writer", "closed")
+    __slots__ = (
+        "_send",
+        "_wire",
+        "_on_overflow",
+        "_max_frames",
+        "_max_bytes",
+        "_outbox",
+        "_outbox_bytes",
+        "_writer",
+        "closed",
+    )
 
-    def __init__(self, send: Send, on_overflow: Callable[[], None], max_frames: int, max_bytes: int) -> None:
+    def __init__(
+        self,
+        send: Send,
+        on_overflow: Callable[[], None],
+        max_frames: int,
+        max_bytes: int,
+        fast_path: bool = False,
+    ) -> None:
         self._send = send
+        self._wire = wire.writer_for(send) if fast_path else None
         self._on_overflow = on_overflow
         self._max_frames = max_frames
         self._max_bytes = max_bytes
@@ -56,8 +81,15 @@ class Outbound:
     def backed_up(self) -> bool:
         return self._writer is not None
 
-    def send(self, message: Message) -> None:
-        """Queue-free send of an ASGI message; never blocks the caller."""
+    @property
+    def fast_path(self) -> bool:
+        """Whether prebuilt frames can be written to this connection."""
+        return self._wire is not None
+
+    def send(self, message: Message, frame: bytes | None = None) -> None:
+        """Queue-free send of an ASGI message; never blocks the caller.
+        `frame`, if given, is the same message as a prebuilt WebSocket frame
+        (``wire.text_frame``), written directly when the transport takes it."""
         if self.closed:
             return
         if self._outbox is not None:
@@ -67,8 +99,9 @@ class Outbound:
                 self.stop()
                 self._on_overflow()
             return
-        # uvicorn's ``send`` is a coroutine function: stepping the coroutine by
-        # hand sends at once when the transport is free, without a task.
+        if frame is not None and self._wire is not None and wire.write(self._wire, frame):
+            return
+        # uvicorn's send is a coroutine function (ASGI only promises an awaitable).
         coro = cast(Coroutine[Any, Any, None], self._send(message))
         try:
             pending = coro.send(None)

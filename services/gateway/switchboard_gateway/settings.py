@@ -140,6 +140,8 @@ class Settings:
     drain_timeout_s: float = _setting("DRAIN_TIMEOUT", _positive_float, 10.0)
     position_check_s: float = _setting("POSITION_CHECK_INTERVAL", _positive_float, 5.0)
     ws_ping_interval_s: float = _setting("WS_PING_INTERVAL", _non_negative_float, 20.0)
+    ws_ping_timeout_s: float = _setting("WS_PING_TIMEOUT", _positive_float, 20.0)
+    ws_fast_path: bool = _setting("WS_FAST_PATH", _bool, True)
     log_level: str = _setting("LOG_LEVEL", _log_level, "info")
 
     @classmethod

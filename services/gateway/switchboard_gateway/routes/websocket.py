@@ -93,6 +93,7 @@ class WebSocketEndpoint:
             queue_max=s.send_queue_max,
             queue_max_bytes=s.send_queue_max_bytes,
             on_close=lambda code: metrics.closes.labels(code=str(int(code))).inc(),
+            fast_path=s.ws_fast_path,
         )
         node.add_connection(conn)
         try:
