@@ -94,6 +94,13 @@ def group_members(users: Iterable[bytes]) -> list[frames.Member]:
     return [frames.Member(user, n) for user, n in counts.values()]
 
 
+def _adopts(epoch: str, last: int) -> bool:
+    """Reads create no epoch (a read of an unknown room writes nothing), so a
+    room is known with the epoch "" until its first publish creates one: that
+    one is adopted, not a reset."""
+    return epoch == "" and last == 0
+
+
 class Node:
     def __init__(self, settings: Settings, broker: Broker, metrics: Metrics) -> None:
         self.settings = settings
@@ -191,7 +198,7 @@ class Node:
                     id=frame.id,
                     room=room,
                     offset=snapshot.top,
-                    epoch=snapshot.epoch,
+                    epoch=snapshot.epoch or None,
                     recovered=recovered,
                     messages=[msgspec.Raw(f) for f in snapshot.frames],
                     presence=group_members(users),
@@ -203,7 +210,8 @@ class Node:
         epoch, last = snapshot.epoch, snapshot.top
         for offset, item_epoch, item in rs.joining.pop(conn, ()):
             if item_epoch != epoch:
-                conn.send_text(codec.encode(frames.Reset(room=room, epoch=item_epoch, offset=0)))
+                if not _adopts(epoch, last):
+                    conn.send_text(codec.encode(frames.Reset(room=room, epoch=item_epoch, offset=0)))
                 epoch, last = item_epoch, 0
             if item is not None and offset > last:
                 conn.send_text(item)
@@ -220,7 +228,7 @@ class Node:
             gap_free = since.offset == snap.top or (
                 snap.first == since.offset + 1 and snap.first + len(snap.frames) - 1 == snap.top
             )
-            recovered = snap.epoch == since.epoch and since.offset <= snap.top and gap_free
+            recovered = snap.epoch == (since.epoch or "") and since.offset <= snap.top and gap_free
             self.metrics.recoveries.labels(recovered=str(recovered).lower()).inc()
             if recovered:
                 return snap, True
@@ -253,7 +261,7 @@ class Node:
             snap = await self.broker.read_before(room, before, limit)
         else:
             snap = await self.broker.read_last(room, limit)
-        return frames.HistoryPage(room=room, epoch=snap.epoch, messages=[msgspec.Raw(f) for f in snap.frames])
+        return frames.HistoryPage(room=room, epoch=snap.epoch or None, messages=[msgspec.Raw(f) for f in snap.frames])
 
     async def presence(self, room: str) -> list[frames.Member]:
         return group_members(await self.broker.presence_members(room))
@@ -321,7 +329,7 @@ class Node:
 
     def _deliver(self, rs: RoomState, offset: int, epoch: str, frame: str | None) -> None:
         if epoch != rs.epoch:
-            self._reset(rs, epoch)
+            self._epoch_changed(rs, epoch)
         if frame is None or offset <= rs.last:
             return  # a duplicate (already delivered by a catch-up)
         if offset != rs.last + 1:
@@ -340,6 +348,14 @@ class Node:
             buffer.append((offset, epoch, frame))
         self.metrics.messages_out.inc(len(rs.members))
         self.metrics.fanout_seconds.observe(time.perf_counter() - started)
+
+    def _epoch_changed(self, rs: RoomState, epoch: str) -> None:
+        """A room without history yet adopts the epoch its first publish
+        created; any other change of epoch means history was lost."""
+        if _adopts(rs.epoch, rs.last):
+            rs.epoch = epoch
+        else:
+            self._reset(rs, epoch)
 
     def _reset(self, rs: RoomState, epoch: str) -> None:
         log.warning("room %s: history lost, new epoch %s", rs.name, epoch)
@@ -376,7 +392,9 @@ class Node:
                 if self.rooms.get(rs.name) is not rs:
                     return
                 if snap.epoch != rs.epoch:
-                    self._reset(rs, snap.epoch)
+                    if not snap.epoch:  # history lost: members learn the new epoch now, not at the next publish
+                        snap = await self.broker.create_epoch(rs.name)
+                    self._epoch_changed(rs, snap.epoch)
                     continue
                 if snap.top > rs.last and snap.first != rs.last + 1:
                     self._lost_position(rs)
@@ -460,7 +478,7 @@ class Node:
             epoch, top = positions[rs.name]
             if self.rooms.get(rs.name) is not rs or rs.filling:
                 continue
-            if epoch != rs.epoch or rs.backlog:
+            if (epoch or "") != rs.epoch or rs.backlog:
                 self._catch_up(rs)
             elif rs.last < min(top, rs.checked_top):
                 self._catch_up(rs)

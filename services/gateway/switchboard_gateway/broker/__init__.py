@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from switchboard_gateway.broker.base import Broker, BrokerEvents, BrokerUnavailable
+from switchboard_gateway.broker.base import Broker, BrokerEvents, BrokerOutcomeUnknown, BrokerUnavailable
 from switchboard_gateway.settings import Settings
 
 
@@ -35,4 +35,4 @@ def create_broker(settings: Settings) -> Broker:
     )
 
 
-__all__ = ["Broker", "BrokerEvents", "BrokerUnavailable", "create_broker"]
+__all__ = ["Broker", "BrokerEvents", "BrokerOutcomeUnknown", "BrokerUnavailable", "create_broker"]

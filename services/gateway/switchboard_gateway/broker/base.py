@@ -15,10 +15,15 @@ Guarantees a broker gives its node:
   ``BrokerEvents.on_message`` -- unless the broker's subscription connection
   drops, in which case the broker re-establishes it and calls
   ``on_resubscribed``; the node then compares positions and fills gaps.
-- ``read`` creates a room's epoch when it has none, so a position is stable.
+- Reads never write: a room without history has the epoch ``""`` (offset 0)
+  until its first publish creates one. Only ``create_epoch`` creates it
+  without a publish (the node does, after it saw a room's history lost).
 
 Errors: any ``BrokerUnavailable`` (or a connection error it wraps) means the
-backplane is down; callers answer ``unavailable``.
+backplane is down and nothing was written; callers answer ``unavailable``.
+``BrokerOutcomeUnknown`` (a subclass, raised by ``publish`` only) means the
+command was sent but no answer came: it may be stored. Callers answer
+``outcome_unknown``; a retry with the same ``client_msg_id`` is safe.
 """
 
 from __future__ import annotations
@@ -28,11 +33,15 @@ from typing import Protocol
 from switchboard.roomlog import PublishResult, Snapshot
 from switchboard.protocol.frames import MessageBody
 
-__all__ = ["Broker", "BrokerEvents", "BrokerUnavailable", "PublishResult", "Snapshot"]
+__all__ = ["Broker", "BrokerEvents", "BrokerOutcomeUnknown", "BrokerUnavailable", "PublishResult", "Snapshot"]
 
 
 class BrokerUnavailable(Exception):
-    """The backplane cannot be reached right now."""
+    """The backplane cannot be reached right now; nothing was written."""
+
+
+class BrokerOutcomeUnknown(BrokerUnavailable):
+    """A publish was sent but not answered: it may or may not be stored."""
 
 
 class BrokerEvents(Protocol):
@@ -65,7 +74,10 @@ class Broker(Protocol):
     async def publish(self, room: str, body: MessageBody, client_msg_id: str | None) -> PublishResult: ...
 
     async def position(self, room: str) -> Snapshot:
-        """The room's epoch (created when it has none) and newest offset, no entries."""
+        """The room's epoch ("" when it has no history) and newest offset, no entries."""
+
+    async def create_epoch(self, room: str) -> Snapshot:
+        """Like ``position``, but creates the room's epoch when it has none."""
 
     async def read_after(self, room: str, offset: int, count: int) -> Snapshot:
         """Up to `count` entries with offsets above `offset` (a catch-up or a recovery)."""
@@ -93,3 +105,19 @@ class Broker(Protocol):
 
     async def presence_sweep(self, rooms: list[str]) -> None:
         """Expire entries nobody refreshed within PRESENCE_TTL (dead gateways)."""
+
+    # --- per-subject limits, shared by every gateway (docs/security.md) ----------
+    # A subject is ``u:<user id>`` or ``ip:<client address>``.
+
+    async def take_token(self, subject: str, action: str, rate: float, burst: int) -> float:
+        """Take a token from the (`subject`, `action`) bucket: `rate` per
+        second, at most `burst`. 0.0 when granted, else seconds to wait."""
+
+    async def claim_slot(self, subject: str, slot: str, limit: int, lifetime_s: float) -> bool:
+        """Hold one of `subject`'s `limit` slots (e.g. connections); False at
+        the limit. A slot expires `lifetime_s` after its last claim or refresh."""
+
+    async def refresh_slots(self, subject: str, slots: list[str], lifetime_s: float) -> None:
+        """Keep slots alive (and re-add them if the backplane lost them)."""
+
+    async def release_slot(self, subject: str, slot: str) -> None: ...

@@ -29,10 +29,10 @@ from redis.retry import Retry
 
 from switchboard.backplane import Backplane
 from switchboard.backplane.keys import room_of_channel
-from switchboard.backplane.store import load_scripts
+from switchboard.backplane.store import WriteOutcomeUnknown, load_scripts
 from switchboard.protocol.frames import MessageBody
 from switchboard.roomlog import PublishResult, Snapshot
-from switchboard_gateway.broker.base import BrokerEvents, BrokerUnavailable
+from switchboard_gateway.broker.base import BrokerEvents, BrokerOutcomeUnknown, BrokerUnavailable
 
 log = logging.getLogger("switchboard.broker")
 
@@ -245,10 +245,18 @@ class RedisBroker:
     # --- commands ------------------------------------------------------------------
 
     async def publish(self, room: str, body: MessageBody, client_msg_id: str | None) -> PublishResult:
-        return await _guard(self.backplane.publish(room, body, client_msg_id=client_msg_id))
+        try:
+            return await _guard(self.backplane.publish(room, body, client_msg_id=client_msg_id))
+        except BrokerUnavailable as exc:
+            if isinstance(exc.__cause__, WriteOutcomeUnknown):
+                raise BrokerOutcomeUnknown(str(exc)) from exc.__cause__
+            raise
 
     async def position(self, room: str) -> Snapshot:
         return await _guard(self.backplane.position(room))
+
+    async def create_epoch(self, room: str) -> Snapshot:
+        return await _guard(self.backplane.create_epoch(room))
 
     async def read_after(self, room: str, offset: int, count: int) -> Snapshot:
         return await _guard(self.backplane.read_after(room, offset, count))
@@ -278,6 +286,18 @@ class RedisBroker:
 
     async def presence_sweep(self, rooms: list[str]) -> None:
         await _guard(self.backplane.presence_sweep(rooms, _now_ms()))
+
+    async def take_token(self, subject: str, action: str, rate: float, burst: int) -> float:
+        return await _guard(self.backplane.take_token(subject, action, rate, burst))
+
+    async def claim_slot(self, subject: str, slot: str, limit: int, lifetime_s: float) -> bool:
+        return await _guard(self.backplane.claim_slot(subject, slot, limit, lifetime_s))
+
+    async def refresh_slots(self, subject: str, slots: list[str], lifetime_s: float) -> None:
+        await _guard(self.backplane.refresh_slots(subject, slots, lifetime_s))
+
+    async def release_slot(self, subject: str, slot: str) -> None:
+        await _guard(self.backplane.release_slot(subject, slot))
 
 
 async def _guard(call):  # type: ignore[no-untyped-def]

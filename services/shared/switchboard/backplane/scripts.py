@@ -28,4 +28,9 @@ PRESENCE_REMOVE = Script("presence_remove", _prelude + _read("presence_remove.lu
 PRESENCE_MEMBERS = Script("presence_members", _prelude + _read("presence_members.lua"))
 PRESENCE_SWEEP = Script("presence_sweep", _prelude + "sweep()\nreturn {}\n")
 
-ALL = (PUBLISH, READ, PRESENCE_UPSERT, PRESENCE_REMOVE, PRESENCE_MEMBERS, PRESENCE_SWEEP)
+# Per-subject limits (docs/security.md): a user's publish/typing rate and
+# connections, guest sign-ins per address.
+TOKEN_BUCKET = Script("token_bucket", _read("token_bucket.lua"))
+SLOTS = Script("slots", _read("slots.lua"))
+
+ALL = (PUBLISH, READ, PRESENCE_UPSERT, PRESENCE_REMOVE, PRESENCE_MEMBERS, PRESENCE_SWEEP, TOKEN_BUCKET, SLOTS)

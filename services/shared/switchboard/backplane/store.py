@@ -14,10 +14,10 @@ import secrets
 from typing import Any, Literal
 
 from redis.asyncio import Redis
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, RedisError
 
 from switchboard.backplane import scripts
-from switchboard.backplane.keys import RoomKeys
+from switchboard.backplane.keys import RoomKeys, subject_key
 from switchboard.protocol import codec, frames
 from switchboard.roomlog import PublishResult, Snapshot
 
@@ -56,11 +56,17 @@ class _AutoPipeline:
         for command, _ in batch:
             pipe.execute_command(*command)
         try:
+            # Connecting is separate from sending: a failure here means the
+            # batch never left, so callers may say "not stored".
+            pipe.connection = await self._redis.connection_pool.get_connection()
+        except Exception as exc:
+            _fail(batch, exc)
+            await pipe.reset()
+            return
+        try:
             results = await pipe.execute(raise_on_error=False)
-        except Exception as exc:  # connection lost: every caller learns it
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
+        except Exception as exc:  # sent, then no (complete) answer: it may have run
+            _fail(batch, WriteOutcomeUnknown(str(exc) or type(exc).__name__), cause=exc)
             return
         missing = []
         for item, result in zip(batch, results):
@@ -81,6 +87,19 @@ class _AutoPipeline:
                     future.set_exception(exc)
                 return
             await self._execute(missing, retry_noscript=False)
+
+
+class WriteOutcomeUnknown(RedisError):
+    """The command was sent but no answer came (a timeout, a connection lost
+    mid-reply): Redis may or may not have run it."""
+
+
+def _fail(batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]], exc: Exception, cause: Exception | None = None) -> None:
+    if cause is not None:
+        exc.__cause__ = cause
+    for _, future in batch:
+        if not future.done():
+            future.set_exception(exc)
 
 
 async def load_scripts(redis: Redis) -> None:
@@ -147,8 +166,12 @@ class Backplane:
         return PublishResult(int(offset), epoch.decode(), bool(duplicate))
 
     async def position(self, room: str) -> Snapshot:
-        """The room's epoch (created when it has none) and newest offset."""
+        """The room's epoch ("" when it has no history) and newest offset."""
         return await self._read(room, "none", 0, 0)
+
+    async def create_epoch(self, room: str) -> Snapshot:
+        """The room's position, creating its epoch when it has none."""
+        return await self._read(room, "none", 0, 0, create=True)
 
     async def read_after(self, room: str, offset: int, count: int) -> Snapshot:
         """Up to `count` entries with offsets above `offset`."""
@@ -162,10 +185,10 @@ class Backplane:
         """The newest `count` entries."""
         return await self._read(room, "last", 0, count)
 
-    async def _read(self, room: str, mode: ReadMode, offset: int, count: int) -> Snapshot:
+    async def _read(self, room: str, mode: ReadMode, offset: int, count: int, create: bool = False) -> Snapshot:
         k = self.keys(room)
         reply = await self._eval(
-            scripts.READ, [k.meta, k.log], [new_epoch(), self.history_ttl, mode, offset, count]
+            scripts.READ, [k.meta, k.log], [new_epoch() if create else "", self.history_ttl, mode, offset, count]
         )
         return Snapshot(reply[0].decode(), int(reply[1]), int(reply[2]), reply[3:])
 
@@ -214,3 +237,25 @@ class Backplane:
             k = self.keys(room)
             calls.append(self._eval(scripts.PRESENCE_SWEEP, k.presence_keys(), self._presence_args(k, now_ms)))
         await asyncio.gather(*calls)
+
+    # --- per-subject limits (docs/security.md) -----------------------------------
+
+    async def take_token(self, subject: str, action: str, rate: float, burst: int) -> float:
+        """Take one token from the cluster-wide bucket of (`subject`, `action`):
+        0.0 when granted, else the seconds until one is there."""
+        key = subject_key(self.prefix, subject, f"rl:{action}")
+        wait_ms = await self._eval(scripts.TOKEN_BUCKET, [key], [rate, burst, 1])
+        return int(wait_ms) / 1000
+
+    async def claim_slot(self, subject: str, slot: str, limit: int, lifetime_s: float) -> bool:
+        """Hold one of `subject`'s `limit` slots for `lifetime_s` (refresh to keep it)."""
+        key = subject_key(self.prefix, subject, "slots")
+        return bool(await self._eval(scripts.SLOTS, [key], ["claim", limit, int(lifetime_s * 1000), slot]))
+
+    async def refresh_slots(self, subject: str, slots: list[str], lifetime_s: float) -> None:
+        key = subject_key(self.prefix, subject, "slots")
+        await self._eval(scripts.SLOTS, [key], ["refresh", 0, int(lifetime_s * 1000), *slots])
+
+    async def release_slot(self, subject: str, slot: str) -> None:
+        key = subject_key(self.prefix, subject, "slots")
+        await self._eval(scripts.SLOTS, [key], ["release", 0, 0, slot])

@@ -42,5 +42,8 @@ class ErrorCode(enum.StrEnum):
     RATE_LIMITED = "rate_limited"  # publish rate exceeded; carries retry_after (ms)
     TOO_LARGE = "too_large"  # text longer than MAX_TEXT_CHARS
     LIMIT_EXCEEDED = "limit_exceeded"  # more than MAX_ROOMS_PER_CONNECTION rooms
-    UNAVAILABLE = "unavailable"  # the backplane (Redis) is down; retry later
+    UNAVAILABLE = "unavailable"  # the backplane (Redis) is down and nothing was stored; retry later
+    # The backplane took the publish but did not answer (e.g. it hung): it may
+    # or may not be stored. Retry with the same client_msg_id (idempotent).
+    OUTCOME_UNKNOWN = "outcome_unknown"
     INTERNAL = "internal"  # a bug; the connection stays usable
