@@ -199,11 +199,11 @@ async def test_reads_create_no_epoch(cluster: Cluster) -> None:
     assert (await c.a.position("fresh")).epoch == result.epoch
 
 
-async def test_create_epoch_is_stable_and_adopted_by_publish(cluster: Cluster) -> None:
+async def test_catch_up_creates_a_stable_epoch_adopted_by_publish(cluster: Cluster) -> None:
     c = cluster
-    snap = await c.a.create_epoch("made")
+    snap = await c.a.catch_up("made", 0, 10)
     assert snap.epoch and (snap.top, snap.first, snap.frames) == (0, 0, [])
-    assert (await c.b.create_epoch("made")).epoch == snap.epoch
+    assert (await c.b.catch_up("made", 0, 10)).epoch == snap.epoch
     assert (await c.b.position("made")).epoch == snap.epoch
     assert await c.b.positions(["made"]) == {"made": (snap.epoch, 0)}
     result = await c.b.publish("made", body("first"), None)

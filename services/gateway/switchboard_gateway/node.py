@@ -388,12 +388,12 @@ class Node:
         try:
             while rs.filling:
                 requests = rs.fill_requests
-                snap = await self.broker.read_after(rs.name, rs.last, self.settings.history_size)
+                # catch_up, not read_after: if history was lost, members learn
+                # the new epoch now, not at the next publish.
+                snap = await self.broker.catch_up(rs.name, rs.last, self.settings.history_size)
                 if self.rooms.get(rs.name) is not rs:
                     return
                 if snap.epoch != rs.epoch:
-                    if not snap.epoch:  # history lost: members learn the new epoch now, not at the next publish
-                        snap = await self.broker.create_epoch(rs.name)
                     self._epoch_changed(rs, snap.epoch)
                     continue
                 if snap.top > rs.last and snap.first != rs.last + 1:

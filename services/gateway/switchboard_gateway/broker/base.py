@@ -16,8 +16,9 @@ Guarantees a broker gives its node:
   drops, in which case the broker re-establishes it and calls
   ``on_resubscribed``; the node then compares positions and fills gaps.
 - Reads never write: a room without history has the epoch ``""`` (offset 0)
-  until its first publish creates one. Only ``create_epoch`` creates it
-  without a publish (the node does, after it saw a room's history lost).
+  until its first publish creates one. Only ``catch_up`` creates it without
+  a publish (the node catches up only rooms it has members in, so after a
+  loss of history they get ``reset`` with the new epoch at once).
 
 Errors: any ``BrokerUnavailable`` (or a connection error it wraps) means the
 backplane is down and nothing was written; callers answer ``unavailable``.
@@ -76,8 +77,8 @@ class Broker(Protocol):
     async def position(self, room: str) -> Snapshot:
         """The room's epoch ("" when it has no history) and newest offset, no entries."""
 
-    async def create_epoch(self, room: str) -> Snapshot:
-        """Like ``position``, but creates the room's epoch when it has none."""
+    async def catch_up(self, room: str, offset: int, count: int) -> Snapshot:
+        """Like ``read_after``, but creates the room's epoch when it has none."""
 
     async def read_after(self, room: str, offset: int, count: int) -> Snapshot:
         """Up to `count` entries with offsets above `offset` (a catch-up or a recovery)."""

@@ -189,9 +189,9 @@ class MemoryBroker:
     async def position(self, room: str) -> Snapshot:
         return self._snapshot(room, [])
 
-    async def create_epoch(self, room: str) -> Snapshot:
+    async def catch_up(self, room: str, offset: int, count: int) -> Snapshot:
         self.hub.room(room)
-        return self._snapshot(room, [])
+        return await self.read_after(room, offset, count)
 
     async def read_after(self, room: str, offset: int, count: int) -> Snapshot:
         history = self._history(room)

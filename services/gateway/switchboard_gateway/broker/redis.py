@@ -255,8 +255,8 @@ class RedisBroker:
     async def position(self, room: str) -> Snapshot:
         return await _guard(self.backplane.position(room))
 
-    async def create_epoch(self, room: str) -> Snapshot:
-        return await _guard(self.backplane.create_epoch(room))
+    async def catch_up(self, room: str, offset: int, count: int) -> Snapshot:
+        return await _guard(self.backplane.catch_up(room, offset, count))
 
     async def read_after(self, room: str, offset: int, count: int) -> Snapshot:
         return await _guard(self.backplane.read_after(room, offset, count))

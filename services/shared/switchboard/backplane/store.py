@@ -169,9 +169,11 @@ class Backplane:
         """The room's epoch ("" when it has no history) and newest offset."""
         return await self._read(room, "none", 0, 0)
 
-    async def create_epoch(self, room: str) -> Snapshot:
-        """The room's position, creating its epoch when it has none."""
-        return await self._read(room, "none", 0, 0, create=True)
+    async def catch_up(self, room: str, offset: int, count: int) -> Snapshot:
+        """Like ``read_after``, but creates the room's epoch when it has none
+        (a gateway catching up a room it has members in, whose history was
+        lost: they learn the new epoch at once)."""
+        return await self._read(room, "after", offset, count, create=True)
 
     async def read_after(self, room: str, offset: int, count: int) -> Snapshot:
         """Up to `count` entries with offsets above `offset`."""

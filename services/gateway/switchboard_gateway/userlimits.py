@@ -1,0 +1,87 @@
+"""Per-user limits that hold across the cluster: publish and typing rates
+and MAX_CONNECTIONS_PER_USER, kept in the backplane (token buckets and
+slots, see broker.base), so ten sockets of one user on five gateways share
+one budget and reconnecting refills nothing.
+
+Connection slots live SLOT_LIFETIME_S unless refreshed; this gateway
+refreshes its own every SLOT_REFRESH_S, so the slots of a gateway that died
+free themselves within a minute. If the backplane is down when a user
+connects, the connection is let in (fail open: it cannot publish anyway)
+and its slot is added by the next refresh.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from switchboard_gateway.broker import Broker, BrokerUnavailable
+from switchboard_gateway.settings import Settings
+
+log = logging.getLogger("switchboard.userlimits")
+
+SLOT_LIFETIME_S = 60.0
+SLOT_REFRESH_S = 20.0
+
+
+class UserLimits:
+    def __init__(self, broker: Broker, settings: Settings) -> None:
+        self.broker = broker
+        self.settings = settings
+        self.slots: dict[str, set[str]] = {}  # user id -> this gateway's connections holding a slot
+        self._task: asyncio.Task[None] | None = None
+
+    async def publish_wait(self, user_id: str) -> float:
+        """0.0 when the user may publish now, else seconds to wait."""
+        s = self.settings
+        return await self.broker.take_token(f"u:{user_id}", "publish", s.publish_rate, s.publish_burst)
+
+    async def typing_wait(self, user_id: str) -> float:
+        s = self.settings
+        return await self.broker.take_token(f"u:{user_id}", "typing", s.typing_rate, s.typing_burst)
+
+    async def claim_connection(self, user_id: str, conn_id: str) -> bool:
+        limit = self.settings.max_connections_per_user
+        if limit <= 0:
+            return True
+        try:
+            granted = await self.broker.claim_slot(f"u:{user_id}", conn_id, limit, SLOT_LIFETIME_S)
+        except BrokerUnavailable:
+            granted = True
+        if granted:
+            self.slots.setdefault(user_id, set()).add(conn_id)
+        return granted
+
+    async def release_connection(self, user_id: str, conn_id: str) -> None:
+        held = self.slots.get(user_id)
+        if held is None or conn_id not in held:
+            return
+        held.discard(conn_id)
+        if not held:
+            del self.slots[user_id]
+        try:
+            await self.broker.release_slot(f"u:{user_id}", conn_id)
+        except BrokerUnavailable:
+            pass  # it expires by itself
+
+    async def refresh(self) -> None:
+        calls = [
+            self.broker.refresh_slots(f"u:{user}", sorted(held), SLOT_LIFETIME_S) for user, held in self.slots.items()
+        ]
+        for result in await asyncio.gather(*calls, return_exceptions=True):
+            if isinstance(result, BaseException) and not isinstance(result, BrokerUnavailable):
+                log.error("refreshing connection slots failed: %r", result)
+
+    async def start(self) -> None:
+        if self.settings.max_connections_per_user > 0:
+            self._task = asyncio.create_task(self._refresh_forever(), name="user-slots")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _refresh_forever(self) -> None:
+        while True:
+            await asyncio.sleep(SLOT_REFRESH_S)
+            await self.refresh()
