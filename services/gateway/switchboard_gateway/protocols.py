@@ -52,6 +52,10 @@ from switchboard_gateway.settings import Settings
 log = logging.getLogger("switchboard.guard")
 
 SWEEP_INTERVAL_S = 1.0
+# After a refusal (414, 431, 408) the socket reads and drops what the client
+# still sends for this long before it closes: closing with unread input
+# sends a TCP reset, which can destroy the response before it is read.
+LINGER_S = 2.0
 # The WebSocket handshake is parsed again by `websockets`, which allows 8192
 # bytes per line and 128 header fields; beyond that it would fail silently.
 MAX_LINE_BYTES = 8000
@@ -146,6 +150,7 @@ class GuardedHttpProtocol(HttpToolsProtocol, _Guarded):
         self.deadline: float | None = None  # the current request must be in by then
         self.stalled_since: float | None = None  # a response the peer does not read
         self.head_bytes: int | None = 0  # bytes of the request head so far; None past it
+        self.lingering = False  # refused: input is dropped until the close
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -180,6 +185,8 @@ class GuardedHttpProtocol(HttpToolsProtocol, _Guarded):
     # --- the request head, counted as it arrives ---------------------------------
 
     def data_received(self, data: bytes) -> None:
+        if self.lingering:
+            return
         if self.head_bytes is not None:
             self.head_bytes += len(data)
         # uvicorn's own data_received, except that a refused head is answered
@@ -240,10 +247,26 @@ class GuardedHttpProtocol(HttpToolsProtocol, _Guarded):
 
     def _refuse_head(self, refusal: _HeadRefused) -> None:
         self.guard.metrics.aborted.labels(reason="header_size").inc()
-        self.head_bytes = self.deadline = None
-        if not self.transport.is_closing():
-            self.transport.write(_response(refusal.status, refusal.reason))
+        self._answer_and_close(refusal.status, refusal.reason)
+
+    def _answer_and_close(self, status: int, reason: str) -> None:
+        """A last response, then a lingering close (see LINGER_S)."""
+        if self.transport.is_closing() or self.lingering:
+            return
+        self.transport.write(_response(status, reason))
+        self.lingering = True
+        self.head_bytes = self.stalled_since = None
+        if self.cycle is not None and not self.cycle.response_complete:
+            # The app (waiting for a body that will not come) sees a
+            # disconnect now, and whatever it answers is dropped.
+            self.cycle.disconnected = True
+            self.cycle.message_event.set()
+        if not self.transport.can_write_eof():
             self.transport.close()
+            return
+        self.transport.write_eof()
+        self.flow.resume_reading()
+        self.deadline = self.loop.time() + LINGER_S
 
     # --- time ------------------------------------------------------------------------
 
@@ -261,12 +284,16 @@ class GuardedHttpProtocol(HttpToolsProtocol, _Guarded):
         return self.deadline is not None and now >= self.deadline
 
     def timed_out(self) -> None:
+        if self.lingering:
+            self.deadline = None
+            self.transport.close()
+            return
         self.guard.metrics.aborted.labels(reason="request_timeout").inc()
-        self.deadline = self.stalled_since = None
         if self.cycle is None or not self.cycle.response_started:
-            self.transport.write(_response(408, "request not received in time"))
-        if self.cycle is not None:
-            self.cycle.keep_alive = False
+            self._answer_and_close(408, "request not received in time")
+            return
+        self.deadline = self.stalled_since = None
+        self.cycle.keep_alive = False
         self.transport.close()
 
 
