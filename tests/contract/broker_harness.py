@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 
 HISTORY_SIZE = 5
 PRESENCE_TTL = 30.0
+PRESENCE_EVENTS_MAX = 3  # small, so the suite crosses it with a handful of users
 DEADLINE_S = 5.0
 
 
@@ -25,6 +26,7 @@ class Recorder:
         self.name = name
         self.messages: list[tuple[str, int, str, int, str]] = []  # room, offset, epoch, ts, frame
         self.ephemeral: list[tuple[str, str]] = []
+        self.counts: list[tuple[str, int]] = []  # on_presence_count
         self.resubscribed = 0
         self.availability: list[bool] = []
         self._changed = asyncio.Event()
@@ -37,6 +39,11 @@ class Recorder:
     def on_ephemeral(self, room: str, frame: str) -> None:
         assert isinstance(frame, str)
         self.ephemeral.append((room, frame))
+        self._changed.set()
+
+    def on_presence_count(self, room: str, count: int) -> None:
+        assert isinstance(count, int)
+        self.counts.append((room, count))
         self._changed.set()
 
     def on_resubscribed(self) -> None:
@@ -56,7 +63,7 @@ class Recorder:
         except TimeoutError:
             raise AssertionError(
                 f"{self.name}: condition not met within {timeout}s; "
-                f"messages={self.messages!r} ephemeral={self.ephemeral!r}"
+                f"messages={self.messages!r} ephemeral={self.ephemeral!r} counts={self.counts!r}"
             ) from None
 
     # --- views ------------------------------------------------------------------
@@ -73,6 +80,14 @@ class Recorder:
     def presence(self, room: str, kind: str) -> list[str]:
         """User ids announced with presence_<kind>, in order."""
         return [e["user"]["id"] for e in self.events(room) if e["type"] == f"presence_{kind}"]
+
+    def announced_counts(self, room: str) -> list[int]:
+        """The ``count`` of every presence_join/_leave, in order."""
+        return [e["count"] for e in self.events(room) if e["type"].startswith("presence_")]
+
+    def room_counts(self, room: str) -> list[int]:
+        """Counts reported by on_presence_count, in order."""
+        return [count for r, count in self.counts if r == room]
 
 
 class FakeClock:
@@ -96,6 +111,7 @@ class Cluster:
     clock: FakeClock
     history_size: int = HISTORY_SIZE
     presence_ttl: float = PRESENCE_TTL
+    presence_events_max: int = PRESENCE_EVENTS_MAX
     recorders: list[Recorder] = field(default_factory=list)
     lose_history: Callable[[], Awaitable[None]] | None = None  # like Redis restarting empty
 
@@ -105,6 +121,22 @@ class Cluster:
     async def subscribe_all(self, room: str) -> None:
         await self.a.subscribe(room)
         await self.b.subscribe(room)
+
+
+def user_json(user: Any) -> bytes:
+    """A user's JSON as a gateway stores it in presence (``{"id","name"}``)."""
+    return json.dumps({"id": user.id, "name": user.name}, separators=(",", ":")).encode()
+
+
+async def ephemeral_barrier(c: Cluster, room: str) -> None:
+    """Publish a marker through publish_ephemeral on `room` and wait until both
+    brokers saw it: every announcement or count published on the room's
+    channel before it has been delivered by then."""
+    marker = '{"type":"typing","room":"%s","user":{"id":"marker","name":"m"}}' % room
+    seen = [sum(1 for e in r.ephemeral if e == (room, marker)) for r in c.recorders]
+    await c.b.publish_ephemeral(room, marker.encode())
+    for rec, n in zip(c.recorders, seen):
+        await rec.until(lambda rec=rec, n=n: sum(1 for e in rec.ephemeral if e == (room, marker)) > n)
 
 
 async def delete_prefix(url: str, prefix: str) -> None:

@@ -9,7 +9,15 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from broker_harness import HISTORY_SIZE, PRESENCE_TTL, Cluster, FakeClock, Recorder, delete_prefix
+from broker_harness import (
+    HISTORY_SIZE,
+    PRESENCE_EVENTS_MAX,
+    PRESENCE_TTL,
+    Cluster,
+    FakeClock,
+    Recorder,
+    delete_prefix,
+)
 
 from switchboard_gateway.broker import redis as redis_broker_module
 from switchboard_gateway.broker.memory import MemoryBroker, MemoryHub
@@ -21,7 +29,13 @@ async def cluster(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatc
     clock = FakeClock()
     ea, eb = Recorder("a"), Recorder("b")
     if request.param == "memory":
-        hub = MemoryHub(history_size=HISTORY_SIZE, idempotency_window_s=120, presence_ttl_s=PRESENCE_TTL, clock=clock)
+        hub = MemoryHub(
+            history_size=HISTORY_SIZE,
+            idempotency_window_s=120,
+            presence_ttl_s=PRESENCE_TTL,
+            presence_events_max=PRESENCE_EVENTS_MAX,
+            clock=clock,
+        )
         a, b = MemoryBroker(hub), MemoryBroker(hub)
         await a.start(ea)
         await b.start(eb)
@@ -36,7 +50,14 @@ async def cluster(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatc
     prefix: str = request.getfixturevalue("redis_prefix")
     monkeypatch.setattr(redis_broker_module, "_now_ms", lambda: int(clock.now * 1000))
     brokers = [
-        RedisBroker(url, prefix=prefix, history_size=HISTORY_SIZE, idempotency_window_s=120, presence_ttl_s=PRESENCE_TTL)
+        RedisBroker(
+            url,
+            prefix=prefix,
+            history_size=HISTORY_SIZE,
+            idempotency_window_s=120,
+            presence_ttl_s=PRESENCE_TTL,
+            presence_events_max=PRESENCE_EVENTS_MAX,
+        )
         for _ in range(2)
     ]
     try:

@@ -7,11 +7,12 @@ import asyncio
 import json
 import time
 
-from broker_harness import Cluster, Recorder, delete_prefix
+from broker_harness import Cluster, Recorder, delete_prefix, ephemeral_barrier, user_json
 
 from switchboard_harness import RedisProcess
 from switchboard.protocol.frames import MessageBody, User
 from switchboard.roomlog import Snapshot
+from switchboard.roster import PresencePage
 from switchboard_gateway.broker import Broker
 from switchboard_gateway.broker.redis import RedisBroker
 
@@ -21,14 +22,6 @@ BOB = User("bob", "Bob")
 
 def body(text: str, user: User = ALICE) -> MessageBody:
     return MessageBody(user=user, text=text, ts=int(time.time() * 1000))
-
-
-def user_json(user: User) -> bytes:
-    return json.dumps({"id": user.id, "name": user.name}, separators=(",", ":")).encode()
-
-
-def users_of(raw: list[bytes]) -> list[str]:
-    return sorted(json.loads(r)["id"] for r in raw)
 
 
 def frame_offsets(frames: list[bytes]) -> list[int]:
@@ -43,15 +36,6 @@ async def barrier(c: Cluster, room: str = "barrier") -> None:
     await c.a.publish(room, body("marker"), None)
     for rec, n in zip(c.recorders, before):
         await rec.until(lambda rec=rec, n=n: len(rec.offsets(room)) > n)
-
-
-async def ephemeral_barrier(c: Cluster, room: str) -> None:
-    """Same, through publish_ephemeral on `room` (orders after announcements)."""
-    marker = '{"type":"typing","room":"%s","user":{"id":"marker","name":"m"}}' % room
-    seen = [sum(1 for e in r.ephemeral if e == (room, marker)) for r in c.recorders]
-    await c.b.publish_ephemeral(room, marker.encode())
-    for rec, n in zip(c.recorders, seen):
-        await rec.until(lambda rec=rec, n=n: sum(1 for e in rec.ephemeral if e == (room, marker)) > n)
 
 
 # --- publish and delivery -----------------------------------------------------------------
@@ -298,115 +282,6 @@ async def test_publish_ephemeral(cluster: Cluster) -> None:
     assert all(room == "eph" for rec in c.recorders for room, _ in rec.ephemeral)
 
 
-# --- presence -----------------------------------------------------------------------------------------
-
-
-async def test_presence_join_and_leave_announcements(cluster: Cluster) -> None:
-    c = cluster
-    room = "pres"
-    await c.subscribe_all(room)
-    alice, bob = user_json(ALICE), user_json(BOB)
-
-    members = await c.a.presence_upsert(room, [("c1", alice)], want_members=True)
-    assert members == [alice]
-    for rec in c.recorders:
-        await rec.until(lambda rec=rec: rec.presence(room, "join") == ["alice"])
-        assert rec.events(room) == [{"type": "presence_join", "room": room, "user": {"id": "alice", "name": "Alice"}}]
-
-    # Alice's second connection (another node) and a refresh: no announcement.
-    assert await c.b.presence_upsert(room, [("c2", alice)]) == []
-    assert await c.a.presence_upsert(room, [("c1", alice)]) == []
-    members = await c.b.presence_upsert(room, [("c3", bob)], want_members=True)
-    assert users_of(members) == ["alice", "alice", "bob"]
-    for rec in c.recorders:
-        await rec.until(lambda rec=rec: "bob" in rec.presence(room, "join"))
-        assert rec.presence(room, "join") == ["alice", "bob"]
-    assert users_of(await c.a.presence_members(room)) == ["alice", "alice", "bob"]
-    assert users_of(await c.b.presence_members(room)) == ["alice", "alice", "bob"]
-
-    # One of alice's two connections leaves: she is still there, no announcement.
-    await c.a.presence_remove(room, ["c1"])
-    await c.a.presence_remove(room, ["c1", "unknown"])  # removing twice or unknown: no-op
-    await ephemeral_barrier(c, room)
-    for rec in c.recorders:
-        assert rec.presence(room, "leave") == []
-    assert users_of(await c.a.presence_members(room)) == ["alice", "bob"]
-
-    # Her last connection leaves: announced once, everywhere.
-    await c.b.presence_remove(room, ["c2"])
-    for rec in c.recorders:
-        await rec.until(lambda rec=rec: rec.presence(room, "leave") == ["alice"])
-    leave = [e for e in c.ea.events(room) if e["type"] == "presence_leave"]
-    assert leave == [{"type": "presence_leave", "room": room, "user": {"id": "alice", "name": "Alice"}}]
-    assert users_of(await c.b.presence_members(room)) == ["bob"]
-
-    await c.a.presence_remove(room, ["c3"])
-    for rec in c.recorders:
-        await rec.until(lambda rec=rec: rec.presence(room, "leave") == ["alice", "bob"])
-    assert await c.a.presence_members(room) == []
-    assert await c.a.presence_members("nobody-here") == []
-
-    # Coming back is a new join.
-    await c.b.presence_upsert(room, [("c4", alice)])
-    for rec in c.recorders:
-        await rec.until(lambda rec=rec: rec.presence(room, "join") == ["alice", "bob", "alice"])
-
-
-async def test_presence_upsert_many_entries(cluster: Cluster) -> None:
-    c = cluster
-    room = "many"
-    await c.subscribe_all(room)
-    entries = [("k1", user_json(ALICE)), ("k2", user_json(ALICE)), ("k3", user_json(BOB))]
-    members = await c.a.presence_upsert(room, entries, want_members=True)
-    assert users_of(members) == ["alice", "alice", "bob"]
-    await ephemeral_barrier(c, room)
-    for rec in c.recorders:
-        assert sorted(rec.presence(room, "join")) == ["alice", "bob"]
-    await c.a.presence_remove(room, ["k1", "k2", "k3"])
-    for rec in c.recorders:
-        await rec.until(lambda rec=rec: sorted(rec.presence(room, "leave")) == ["alice", "bob"])
-    assert await c.b.presence_members(room) == []
-
-
-async def test_presence_expiry(cluster: Cluster) -> None:
-    c = cluster
-    room = "exp"
-    ttl = c.presence_ttl
-    await c.subscribe_all(room)
-    await c.a.presence_upsert(room, [("dead-node-conn", user_json(ALICE))])
-    await c.b.presence_upsert(room, [("live-conn", user_json(BOB))])
-    for rec in c.recorders:
-        await rec.until(lambda rec=rec: sorted(rec.presence(room, "join")) == ["alice", "bob"])
-
-    c.clock.advance(ttl * 0.6)
-    await c.b.presence_upsert(room, [("live-conn", user_json(BOB))])  # bob's node refreshes; alice's died
-    await c.a.presence_sweep([room])
-    assert users_of(await c.b.presence_members(room)) == ["alice", "bob"]  # nothing expired yet
-
-    c.clock.advance(ttl * 0.6)  # alice: 1.2 TTL old; bob: 0.6 TTL
-    # Both nodes sweep (as they would): the leave is announced once.
-    await asyncio.gather(c.a.presence_sweep([room, "no-such-room"]), c.b.presence_sweep([room]))
-    for rec in c.recorders:
-        await rec.until(lambda rec=rec: rec.presence(room, "leave") == ["alice"])
-    assert users_of(await c.a.presence_members(room)) == ["bob"]
-    leave = [e for e in c.eb.events(room) if e["type"] == "presence_leave"]
-    assert leave == [{"type": "presence_leave", "room": room, "user": {"id": "alice", "name": "Alice"}}]
-
-    c.clock.advance(ttl)  # bob's node stops refreshing too: reading members expires him
-    assert await c.a.presence_members(room) == []
-    for rec in c.recorders:
-        await rec.until(lambda rec=rec: rec.presence(room, "leave") == ["alice", "bob"])
-    await ephemeral_barrier(c, room)
-    for rec in c.recorders:
-        assert rec.presence(room, "leave") == ["alice", "bob"]
-
-    # A refresh after expiry re-adds the entry (heals presence) and announces it.
-    await c.b.presence_upsert(room, [("live-conn", user_json(BOB))])
-    for rec in c.recorders:
-        await rec.until(lambda rec=rec: rec.presence(room, "join") == ["alice", "bob", "bob"])
-    assert users_of(await c.a.presence_members(room)) == ["bob"]
-
-
 # --- positions ------------------------------------------------------------------------------------------
 
 
@@ -438,7 +313,7 @@ async def test_redis_presence_expires_on_the_real_clock(redis_url: str, redis_pr
         await broker.subscribe("rt")
         started = time.monotonic()
         await broker.presence_upsert("rt", [("c1", user_json(ALICE))])
-        assert users_of(await broker.presence_members("rt")) == ["alice"]
+        assert (await broker.presence_members("rt", 10)).members == [(user_json(ALICE), 1)]
 
         async def swept() -> None:
             while True:
@@ -451,7 +326,7 @@ async def test_redis_presence_expires_on_the_real_clock(redis_url: str, redis_pr
             await swept()
         assert time.monotonic() - started >= ttl * 0.9
         assert events.presence("rt", "leave") == ["alice"]
-        assert await broker.presence_members("rt") == []
+        assert await broker.presence_members("rt", 10) == PresencePage(0, [])
     finally:
         await broker.close()
         await delete_prefix(redis_url, redis_prefix)
@@ -553,7 +428,7 @@ async def test_redis_reads_of_unknown_rooms_write_no_keys(redis_url: str, redis_
             await broker.read_last(room, 50)
             await broker.read_before(room, 10, 50)
             await broker.read_after(room, 0, 50)
-            await broker.presence_members(room)
+            await broker.presence_members(room, 100)
             await broker.positions([room])
         assert [key async for key in redis.scan_iter(match=f"{redis_prefix}:*")] == []
     finally:

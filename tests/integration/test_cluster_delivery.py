@@ -95,16 +95,18 @@ async def test_presence_across_gateways(two_gateways, token) -> None:
     try:
         joined = await alice.join("room1")
         assert joined["presence"] == [{"user": {"id": "alice", "name": "Alice"}, "connections": 1}]
+        assert joined["presence_count"] == 1
         joined = await bob.join("room1")
         assert {m["user"]["id"] for m in joined["presence"]} == {"alice", "bob"}
+        assert joined["presence_count"] == 2
         event = await alice.recv_type("presence_join")
-        assert event == {"type": "presence_join", "room": "room1", "user": {"id": "bob", "name": "Bob"}}
+        assert event == {"type": "presence_join", "room": "room1", "user": {"id": "bob", "name": "Bob"}, "count": 2}
         listing = await alice.presence("room1")
-        assert sorted(m["user"]["id"] for m in listing["members"]) == ["alice", "bob"]
+        assert sorted(m["user"]["id"] for m in listing["members"]) == ["alice", "bob"] and listing["count"] == 2
         left = await bob.leave("room1")
         assert left["type"] == "left"
         event = await alice.recv_type("presence_leave")
-        assert event["user"]["id"] == "bob"
+        assert event["user"]["id"] == "bob" and event["count"] == 1
         await bob.join("room1")
         await alice.recv_type("presence_join")
         await bob.close()  # a disconnect leaves too
@@ -172,4 +174,8 @@ async def test_http_api(two_gateways, token, api_key) -> None:
         assert (await http.get("/api/rooms/news/history", params={"before": 0}, headers=auth)).status_code == 400
         assert (await http.get("/api/rooms/news/history")).status_code == 401
         presence = await http.get("/api/rooms/news/presence", headers=auth)
-        assert presence.json() == {"room": "news", "members": [{"user": {"id": "bob", "name": "bob"}, "connections": 1}]}
+        assert presence.json() == {
+            "room": "news",
+            "members": [{"user": {"id": "bob", "name": "bob"}, "connections": 1}],
+            "count": 1,
+        }

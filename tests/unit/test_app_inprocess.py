@@ -200,7 +200,7 @@ def test_api_with_the_key(client: TestClient) -> None:
     history = client.get("/api/rooms/lobby/history", headers=auth).json()
     assert [m["text"] for m in history["messages"]] == ["hello"]
     assert history["messages"][0]["user"] == {"id": "system", "name": "system"}
-    assert client.get("/api/rooms/lobby/presence", headers=auth).json() == {"room": "lobby", "members": []}
+    assert client.get("/api/rooms/lobby/presence", headers=auth).json() == {"room": "lobby", "members": [], "count": 0}
     assert client.get("/api/rooms/lobby/history?limit=0", headers=auth).status_code == 400
     assert client.get("/api/rooms/-bad/history", headers=auth).status_code == 400
     assert client.get("/api/rooms/lobby%0A/history", headers=auth).status_code == 400

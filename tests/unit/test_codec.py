@@ -277,7 +277,13 @@ ALICE = frames.User(id="alice", name="Alice")
 
 def test_joined_always_carries_recovered() -> None:
     joined = frames.Joined(
-        room="a", offset=0, epoch="e1", recovered=None, messages=[], presence=[frames.Member(ALICE, 2)]
+        room="a",
+        offset=0,
+        epoch="e1",
+        recovered=None,
+        messages=[],
+        presence=[frames.Member(ALICE, 2)],
+        presence_count=7,
     )
     assert roundtrip(joined) == {
         "type": "joined",
@@ -287,17 +293,24 @@ def test_joined_always_carries_recovered() -> None:
         "recovered": None,
         "messages": [],
         "presence": [{"user": {"id": "alice", "name": "Alice"}, "connections": 2}],
+        "presence_count": 7,
     }
     message = b'{"type":"message","room":"a","offset":3}'
     joined = frames.Joined(
-        id="j", room="a", offset=3, epoch="e1", recovered=True, messages=[msgspec.Raw(message)], presence=[]
+        id="j",
+        room="a",
+        offset=3,
+        epoch="e1",
+        recovered=True,
+        messages=[msgspec.Raw(message)],
+        presence=[],
+        presence_count=0,
     )
     out = roundtrip(joined)
     assert out["id"] == "j" and out["recovered"] is True
     assert out["messages"] == [json.loads(message)]
-    assert roundtrip(frames.Joined(room="a", offset=0, epoch="e", recovered=False, messages=[], presence=[]))[
-        "recovered"
-    ] is False
+    joined = frames.Joined(room="a", offset=0, epoch="e", recovered=False, messages=[], presence=[], presence_count=0)
+    assert roundtrip(joined)["recovered"] is False
 
 
 def test_error_omits_id_when_none() -> None:
@@ -326,12 +339,24 @@ def test_encode_error_from_protocol_error() -> None:
             {"type": "welcome", "session": "s1", "user": {"id": "alice", "name": "Alice"}, "node": "gw1", "protocol": 1},
         ),
         (
-            frames.PresenceList(room="a", members=[frames.Member(ALICE, 1)]),
-            {"type": "presence", "room": "a", "members": [{"user": {"id": "alice", "name": "Alice"}, "connections": 1}]},
+            frames.PresenceList(room="a", members=[frames.Member(ALICE, 1)], count=250),
+            {
+                "type": "presence",
+                "room": "a",
+                "members": [{"user": {"id": "alice", "name": "Alice"}, "connections": 1}],
+                "count": 250,
+            },
         ),
         (frames.HistoryPage(room="a", epoch="e", messages=[]), {"type": "history", "room": "a", "epoch": "e", "messages": []}),
-        (frames.PresenceJoin(room="a", user=ALICE), {"type": "presence_join", "room": "a", "user": {"id": "alice", "name": "Alice"}}),
-        (frames.PresenceLeave(room="a", user=ALICE), {"type": "presence_leave", "room": "a", "user": {"id": "alice", "name": "Alice"}}),
+        (
+            frames.PresenceJoin(room="a", user=ALICE, count=2),
+            {"type": "presence_join", "room": "a", "user": {"id": "alice", "name": "Alice"}, "count": 2},
+        ),
+        (
+            frames.PresenceLeave(room="a", user=ALICE, count=1),
+            {"type": "presence_leave", "room": "a", "user": {"id": "alice", "name": "Alice"}, "count": 1},
+        ),
+        (frames.PresenceCount(room="a", count=201), {"type": "presence_count", "room": "a", "count": 201}),
         (frames.TypingNotice(room="a", user=ALICE), {"type": "typing", "room": "a", "user": {"id": "alice", "name": "Alice"}}),
         (frames.Reset(room="a", epoch="e2"), {"type": "reset", "room": "a", "epoch": "e2", "offset": 0}),
     ],

@@ -37,6 +37,7 @@ def test_defaults() -> None:
     assert s.allowed_origins is None
     assert (s.history_size, s.history_ttl_s) == (1000, 86400)
     assert s.presence_ttl_s == 30 and s.idempotency_window_s == 120
+    assert (s.presence_list_max, s.presence_events_max) == (100, 200)
     assert (s.publish_rate, s.publish_burst) == (10, 20)
     assert (s.max_frame_bytes, s.max_text_chars, s.max_rooms_per_connection) == (16384, 2000, 50)
     assert (s.send_queue_max, s.send_queue_max_bytes) == (1000, 4 * 1024 * 1024)
@@ -54,6 +55,8 @@ def test_values_are_parsed() -> None:
         ALLOW_GUESTS=" Yes ",
         ALLOWED_ORIGINS="https://a.example, https://b.example/ ,",
         PRESENCE_TTL="0.5",
+        PRESENCE_LIST_MAX="5",
+        PRESENCE_EVENTS_MAX="0",
         DRAIN_NOTICE="0",
         DRAIN_TIMEOUT="1",
         API_KEY="k",
@@ -62,6 +65,7 @@ def test_values_are_parsed() -> None:
     assert s.allow_guests is True
     assert s.allowed_origins == ("https://a.example", "https://b.example")
     assert s.presence_ttl_s == 0.5 and s.drain_notice_s == 0 and s.api_key == "k"
+    assert (s.presence_list_max, s.presence_events_max) == (5, 0)  # 0: counts only, never names
     assert load(ALLOWED_ORIGINS=" , ").allowed_origins is None
     for url in ("redis://h:1/0", "rediss://h", "unix:///tmp/r.sock"):
         assert load(REDIS_URL=url).redis_url == url
@@ -82,6 +86,11 @@ def test_overrides_win() -> None:
         ("PRESENCE_TTL", "0"),
         ("PRESENCE_TTL", "nan"),
         ("PRESENCE_TTL", "inf"),
+        ("PRESENCE_LIST_MAX", "0"),
+        ("PRESENCE_LIST_MAX", "-5"),
+        ("PRESENCE_LIST_MAX", "many"),
+        ("PRESENCE_EVENTS_MAX", "-1"),
+        ("PRESENCE_EVENTS_MAX", "2.5"),
         ("ALLOW_GUESTS", "maybe"),
         ("REDIS_URL", "http://x"),
         ("REDIS_URL", "localhost:6379"),

@@ -23,15 +23,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
 
 import msgspec
 
 from switchboard.protocol import codec, frames
 from switchboard.protocol.codes import CloseCode
+from switchboard.roster import PresencePage
 from switchboard_gateway.broker import Broker, BrokerUnavailable
 from switchboard_gateway.connection import Connection
 from switchboard_gateway.metrics import Metrics
+from switchboard_gateway.presence_counts import PresenceCounts
 from switchboard_gateway.settings import Settings
 
 log = logging.getLogger("switchboard.node")
@@ -73,25 +74,21 @@ class RoomState:
         self.checked_top = 0  # newest offset seen by the previous position check
 
 
-class _UserOf(msgspec.Struct):
+class _Ephemeral(msgspec.Struct):
+    """What the node reads of an ephemeral frame: its sender, and ``count``
+    when it is a presence_join/_leave."""
+
     user: frames.User
+    count: int | None = None
 
 
-_user_of = msgspec.json.Decoder(_UserOf)
+_ephemeral = msgspec.json.Decoder(_Ephemeral)
 _user_decoder = msgspec.json.Decoder(frames.User)
 
 
-def group_members(users: Iterable[bytes]) -> list[frames.Member]:
-    """One entry per user, counting their connections (presence semantics)."""
-    counts: dict[str, list] = {}
-    for raw in users:
-        user = _user_decoder.decode(raw)
-        entry = counts.get(user.id)
-        if entry is None:
-            counts[user.id] = [user, 1]
-        else:
-            entry[1] += 1
-    return [frames.Member(user, n) for user, n in counts.values()]
+def members_of(page: PresencePage) -> list[frames.Member]:
+    """The listed users of a presence page, as ``presence`` frames show them."""
+    return [frames.Member(_user_decoder.decode(user), connections) for user, connections in page.members]
 
 
 def _adopts(epoch: str, last: int) -> bool:
@@ -111,6 +108,7 @@ class Node:
         self.connections: dict[Connection, None] = {}
         self.draining = False
         self._tasks: list[asyncio.Task[None]] = []
+        self.presence_counts = PresenceCounts(self._send_presence_count)
 
     # --- lifecycle -------------------------------------------------------------
 
@@ -126,6 +124,7 @@ class Node:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.presence_counts.close()
         await self.broker.close()
 
     @property
@@ -186,7 +185,9 @@ class Node:
         rs = self.rooms[room] if member else await self._attach(room, conn)
         try:
             snapshot, recovered = await self._snapshot(room, frame.since, frame.history)
-            users = await self.broker.presence_upsert(room, [(conn.id, conn.user_json)], want_members=True)
+            presence = await self.broker.presence_upsert(
+                room, [(conn.id, conn.user_json)], list_limit=self.settings.presence_list_max
+            )
         except BaseException:
             if not member:
                 rs.joining.pop(conn, None)
@@ -201,7 +202,8 @@ class Node:
                     epoch=snapshot.epoch or None,
                     recovered=recovered,
                     messages=[msgspec.Raw(f) for f in snapshot.frames],
-                    presence=group_members(users),
+                    presence=members_of(presence),
+                    presence_count=presence.count,
                 )
             )
         )
@@ -263,8 +265,10 @@ class Node:
             snap = await self.broker.read_last(room, limit)
         return frames.HistoryPage(room=room, epoch=snap.epoch or None, messages=[msgspec.Raw(f) for f in snap.frames])
 
-    async def presence(self, room: str) -> list[frames.Member]:
-        return group_members(await self.broker.presence_members(room))
+    async def presence(self, room: str, limit: int) -> frames.PresenceList:
+        """The user count and up to `limit` users (the ``presence`` reply)."""
+        page = await self.broker.presence_members(room, limit)
+        return frames.PresenceList(room=room, members=members_of(page), count=page.count)
 
     async def typing(self, conn: Connection, room: str) -> None:
         await self.broker.publish_ephemeral(room, codec.encode_bytes(frames.TypingNotice(room=room, user=conn.user)))
@@ -425,13 +429,28 @@ class Node:
         if rs is None:
             return
         try:
-            sender = _user_of.decode(frame).user.id
+            event = _ephemeral.decode(frame)
         except msgspec.MsgspecError:
             return
+        if event.count is not None:  # presence_join/_leave: members learn the count from it
+            self.presence_counts.announced(room, event.count)
+        sender = event.user.id
         message = {"type": "websocket.send", "text": frame}
         for conn in rs.members:
             if conn.principal.user_id != sender:
                 conn.out.send(message)
+
+    def on_presence_count(self, room: str, count: int) -> None:
+        if room in self.rooms:
+            self.presence_counts.update(room, count)
+
+    def _send_presence_count(self, room: str, count: int) -> None:
+        rs = self.rooms.get(room)
+        if rs is None:
+            return
+        message = {"type": "websocket.send", "text": codec.encode(frames.PresenceCount(room=room, count=count))}
+        for conn in rs.members:
+            conn.out.send(message)
 
     def on_resubscribed(self) -> None:
         log.info("backplane subscription re-established; catching up %d rooms", len(self.rooms))

@@ -107,8 +107,9 @@ class FrameHandler:
                 conn.send_text(codec.encode(page))
             case frames.Presence(room=room):
                 self._check_room(conn, frame, room)
-                members = await node.presence(room)
-                conn.send_text(codec.encode(frames.PresenceList(id=frame.id, room=room, members=members)))
+                listing = await node.presence(room, self.settings.presence_list_max)
+                listing.id = frame.id
+                conn.send_text(codec.encode(listing))
             case frames.Typing(room=room):
                 self._check_member(conn, frame, room)
                 wait_s = conn.typing_bucket.take(time.monotonic()) or await self.limits.typing_wait(conn.user_id)

@@ -39,6 +39,13 @@ def _positive_int(raw: str) -> int:
     return value
 
 
+def _non_negative_int(raw: str) -> int:
+    value = int(raw)
+    if value < 0:
+        raise ValueError("must be zero or more")
+    return value
+
+
 def _positive_float(raw: str) -> float:
     value = float(raw)
     if not value > 0 or value != value or value == float("inf"):
@@ -110,13 +117,6 @@ KNOWN_DEMO_SECRETS = frozenset(
 _GLOB = re.compile(r"^[A-Za-z0-9_.:+@*?-]{1,130}\Z")
 
 
-def _non_negative_int(raw: str) -> int:
-    value = int(raw)
-    if value < 0:
-        raise ValueError("must be zero or more")
-    return value
-
-
 def _globs(raw: str) -> tuple[str, ...]:
     patterns = tuple(p.strip() for p in raw.split(",") if p.strip())
     if not patterns:
@@ -169,6 +169,8 @@ class Settings:
     history_size: int = _setting("HISTORY_SIZE", _positive_int, 1000)
     history_ttl_s: int = _setting("HISTORY_TTL", _positive_int, 86400)
     presence_ttl_s: float = _setting("PRESENCE_TTL", _positive_float, 30.0)
+    presence_list_max: int = _setting("PRESENCE_LIST_MAX", _positive_int, 100)
+    presence_events_max: int = _setting("PRESENCE_EVENTS_MAX", _non_negative_int, 200)
     idempotency_window_s: int = _setting("IDEMPOTENCY_WINDOW", _positive_int, 120)
     publish_rate: float = _setting("PUBLISH_RATE", _positive_float, 10.0)
     publish_burst: int = _setting("PUBLISH_BURST", _positive_int, 20)

@@ -6,8 +6,10 @@
         frame = await c.recv_type("message")
 
 Replies to requests (frames with an ``id``) are matched by id; every other
-frame (``message``, ``presence_*``, ``typing``, ``reset``, id-less errors)
-goes to one queue read by ``recv``. Frames are plain dicts.
+frame (``message``, ``presence_join``/``_leave``/``_count``, ``typing``,
+``reset``, id-less errors) goes to one queue read by ``recv``. Frames are
+plain dicts; ``RoomPresence`` folds the presence frames of one room into a
+count and a (capped) member list.
 """
 
 from __future__ import annotations
@@ -60,6 +62,51 @@ async def guest_token(http_base: str, name: str) -> str:
         response = await http.post("/auth/guest", json={"name": name})
         response.raise_for_status()
         return response.json()["token"]
+
+
+class RoomPresence:
+    """One room's presence as a client sees it: ``count``, the number of
+    distinct users present (exact), and ``members``, the users it knows of
+    (user id -> ``{"user", "connections"}``), which in a big room is only
+    part of them: ``joined`` and ``presence`` list at most PRESENCE_LIST_MAX,
+    and above PRESENCE_EVENTS_MAX users joins and leaves arrive as counts
+    (``presence_count``), not names."""
+
+    def __init__(self, room: str) -> None:
+        self.room = room
+        self.count = 0
+        self.members: dict[str, dict[str, Any]] = {}
+
+    def apply(self, frame: dict[str, Any]) -> bool:
+        """Fold in one frame; False when it is not this room's presence."""
+        kind = frame.get("type")
+        if frame.get("room") != self.room:
+            return False
+        if kind == "joined":
+            self._replace(frame["presence"], frame["presence_count"])
+        elif kind == "presence":
+            self._replace(frame["members"], frame["count"])
+        elif kind == "presence_join":
+            user = frame["user"]
+            self.members[user["id"]] = {"user": user, "connections": 1}
+            self.count = frame["count"]
+        elif kind == "presence_leave":
+            self.members.pop(frame["user"]["id"], None)
+            self.count = frame["count"]
+        elif kind == "presence_count":
+            self.count = frame["count"]
+        else:
+            return False
+        return True
+
+    @property
+    def partial(self) -> bool:
+        """Some users present are not in ``members`` (show "and N others")."""
+        return self.count > len(self.members)
+
+    def _replace(self, members: list[dict[str, Any]], count: int) -> None:
+        self.members = {m["user"]["id"]: m for m in members}
+        self.count = count
 
 
 class Client:

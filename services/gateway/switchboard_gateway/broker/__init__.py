@@ -21,6 +21,7 @@ def create_broker(settings: Settings) -> Broker:
                 history_size=settings.history_size,
                 idempotency_window_s=settings.idempotency_window_s,
                 presence_ttl_s=entry_lifetime_s,
+                presence_events_max=settings.presence_events_max,
             )
         )
     from switchboard_gateway.broker.redis import RedisBroker
@@ -32,6 +33,7 @@ def create_broker(settings: Settings) -> Broker:
         history_ttl_s=settings.history_ttl_s,
         idempotency_window_s=settings.idempotency_window_s,
         presence_ttl_s=entry_lifetime_s,
+        presence_events_max=settings.presence_events_max,
     )
 
 

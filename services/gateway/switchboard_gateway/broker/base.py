@@ -19,6 +19,13 @@ Guarantees a broker gives its node:
   until its first publish creates one. Only ``catch_up`` creates it without
   a publish (the node catches up only rooms it has members in, so after a
   loss of history they get ``reset`` with the new epoch at once).
+- Presence keeps, per room, each live connection and each present user
+  incrementally: a join, a leave or a listing costs the same whatever the
+  room's size (no call reads the whole room). A user's first connection is
+  announced with ``presence_join`` and its last with ``presence_leave`` (both
+  carrying ``count``) while the room has at most ``presence_events_max``
+  users after the change; above that, ``on_presence_count`` reports the new
+  count instead (once per broker call that changed it).
 
 Errors: any ``BrokerUnavailable`` (or a connection error it wraps) means the
 backplane is down and nothing was written; callers answer ``unavailable``.
@@ -31,10 +38,19 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from switchboard.roomlog import PublishResult, Snapshot
 from switchboard.protocol.frames import MessageBody
+from switchboard.roomlog import PublishResult, Snapshot
+from switchboard.roster import PresencePage
 
-__all__ = ["Broker", "BrokerEvents", "BrokerOutcomeUnknown", "BrokerUnavailable", "PublishResult", "Snapshot"]
+__all__ = [
+    "Broker",
+    "BrokerEvents",
+    "BrokerOutcomeUnknown",
+    "BrokerUnavailable",
+    "PresencePage",
+    "PublishResult",
+    "Snapshot",
+]
 
 
 class BrokerUnavailable(Exception):
@@ -51,6 +67,10 @@ class BrokerEvents(Protocol):
 
     def on_ephemeral(self, room: str, frame: str) -> None:
         """A frame that is not stored (``typing``, ``presence_join``/``_leave``)."""
+
+    def on_presence_count(self, room: str, count: int) -> None:
+        """The number of users present changed in a room above the events
+        threshold (no ``presence_join``/``_leave`` was sent for it)."""
 
     def on_resubscribed(self) -> None:
         """The subscription connection was lost and is back: anything may have
@@ -95,14 +115,16 @@ class Broker(Protocol):
     async def publish_ephemeral(self, room: str, frame: bytes) -> None: ...
 
     async def presence_upsert(
-        self, room: str, entries: list[tuple[str, bytes]], want_members: bool = False
-    ) -> list[bytes]:
-        """Add or refresh (connection id, user JSON) entries; returns every
-        member's user JSON (one per connection) when asked."""
+        self, room: str, entries: list[tuple[str, bytes]], list_limit: int = 0
+    ) -> PresencePage:
+        """Add or refresh (connection id, user JSON) entries. Returns the
+        user count and up to `list_limit` users, those of `entries` first (a
+        joiner always sees itself); a refresh passes 0 and lists nobody."""
 
     async def presence_remove(self, room: str, conns: list[str]) -> None: ...
 
-    async def presence_members(self, room: str) -> list[bytes]: ...
+    async def presence_members(self, room: str, limit: int) -> PresencePage:
+        """The user count and up to `limit` users."""
 
     async def presence_sweep(self, rooms: list[str]) -> None:
         """Expire entries nobody refreshed within PRESENCE_TTL (dead gateways)."""

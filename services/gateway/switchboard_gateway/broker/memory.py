@@ -2,7 +2,9 @@
 
 Same semantics as ``RedisBroker`` (the contract suite runs against both):
 offsets +1 per room under an epoch, capped history, idempotent publish,
-presence with TTL and join/leave announcements. Several ``MemoryBroker``s on
+presence with TTL, join/leave announcements up to the events threshold and
+counts above it, listings capped like the Lua scripts' (entries' own users
+first, then others in a stable order). Several ``MemoryBroker``s on
 one ``MemoryHub`` behave like several gateways on one Redis. Deliveries are
 scheduled with ``call_soon``, so like Redis they arrive after ``publish``
 returns to the event loop, in publish order.
@@ -11,16 +13,18 @@ returns to the event loop, in publish order.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from switchboard.protocol import codec
 from switchboard.protocol.frames import MessageBody
 from switchboard.roomlog import PublishResult, Snapshot
+from switchboard.roster import PresencePage
 from switchboard_gateway.broker.base import BrokerEvents
 
 
@@ -30,7 +34,9 @@ class _Room:
     top: int = 0
     history: deque[tuple[int, bytes]] = field(default_factory=deque)
     presence: dict[str, tuple[bytes, float]] = field(default_factory=dict)  # conn -> (user JSON, expiry)
-    user_connections: dict[str, int] = field(default_factory=dict)
+    user_connections: dict[str, int] = field(default_factory=dict)  # len() = users present
+    profiles: dict[str, bytes] = field(default_factory=dict)  # user id -> user JSON
+    count_changed: bool = False  # above the events threshold, since the last publish_count
 
 
 class MemoryHub:
@@ -42,11 +48,13 @@ class MemoryHub:
         history_size: int = 1000,
         idempotency_window_s: float = 120,
         presence_ttl_s: float = 30.0,
+        presence_events_max: int = 200,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.history_size = history_size
         self.idempotency_window_s = idempotency_window_s
         self.presence_ttl_s = presence_ttl_s
+        self.presence_events_max = presence_events_max
         self.clock = clock
         self.rooms: dict[str, _Room] = {}
         self.idempotency: dict[tuple[str, str, str], tuple[int, str, float]] = {}
@@ -103,9 +111,25 @@ class MemoryHub:
             if broker.events is not None:
                 loop.call_soon(deliver, broker.events)
 
-    def announce(self, name: str, kind: str, user: bytes) -> None:
-        frame = f'{{"type":"presence_{kind}","room":{json.dumps(name)},"user":{user.decode()}}}'
+    def changed(self, name: str, room: _Room, kind: str, user: bytes) -> None:
+        """A user's first connection joined or its last one left."""
+        count = len(room.user_connections)
+        if count > self.presence_events_max:
+            room.count_changed = True
+            return
+        frame = (
+            f'{{"type":"presence_{kind}","room":{json.dumps(name)},"user":{user.decode()},"count":{count}}}'
+        )
         self.broadcast(name, lambda events: events.on_ephemeral(name, frame))
+
+    def publish_count(self, name: str, room: _Room) -> None:
+        """Once per call: the count, if it changed above the threshold."""
+        if not room.count_changed:
+            return
+        room.count_changed = False
+        count = len(room.user_connections)
+        if count > self.presence_events_max:
+            self.broadcast(name, lambda events: events.on_presence_count(name, count))
 
     def sweep(self, name: str) -> None:
         room = self.rooms.get(name)
@@ -114,6 +138,15 @@ class MemoryHub:
         now = self.clock()
         for conn in [c for c, (_, expiry) in room.presence.items() if expiry <= now]:
             self.remove_presence(name, room, conn)
+
+    def add_presence(self, name: str, room: _Room, conn: str, user: bytes, expiry: float) -> None:
+        if conn not in room.presence:
+            uid = json.loads(user)["id"]
+            room.user_connections[uid] = room.user_connections.get(uid, 0) + 1
+            if room.user_connections[uid] == 1:
+                room.profiles[uid] = user
+                self.changed(name, room, "join", user)
+        room.presence[conn] = (user, expiry)
 
     def remove_presence(self, name: str, room: _Room, conn: str) -> None:
         entry = room.presence.pop(conn, None)
@@ -124,9 +157,25 @@ class MemoryHub:
         left = room.user_connections.get(uid, 0) - 1
         if left <= 0:
             room.user_connections.pop(uid, None)
-            self.announce(name, "leave", user)
+            room.profiles.pop(uid, None)
+            self.changed(name, room, "leave", user)
         else:
             room.user_connections[uid] = left
+
+    @staticmethod
+    def listing(room: _Room | None, limit: int, first: Iterable[str] = ()) -> PresencePage:
+        """The count and up to `limit` users, those of `first` (user ids) first."""
+        if room is None:
+            return PresencePage(0, [])
+        members: list[tuple[bytes, int]] = []
+        listed: set[str] = set()
+        for uid in itertools.chain(first, room.profiles):  # insertion order: a stable listing
+            if len(members) >= limit:
+                break
+            if uid not in listed and uid in room.profiles:
+                listed.add(uid)
+                members.append((room.profiles[uid], room.user_connections[uid]))
+        return PresencePage(len(room.user_connections), members)
 
 
 class MemoryBroker:
@@ -228,20 +277,17 @@ class MemoryBroker:
         self.hub.broadcast(room, lambda events: events.on_ephemeral(room, text))
 
     async def presence_upsert(
-        self, room: str, entries: list[tuple[str, bytes]], want_members: bool = False
-    ) -> list[bytes]:
+        self, room: str, entries: list[tuple[str, bytes]], list_limit: int = 0
+    ) -> PresencePage:
         hub = self.hub
         hub.sweep(room)
         state = hub.presence_room(room)
         expiry = hub.clock() + hub.presence_ttl_s
         for conn, user in entries:
-            if conn not in state.presence:
-                uid = json.loads(user)["id"]
-                state.user_connections[uid] = state.user_connections.get(uid, 0) + 1
-                if state.user_connections[uid] == 1:
-                    hub.announce(room, "join", user)
-            state.presence[conn] = (user, expiry)
-        return [user for user, _ in state.presence.values()] if want_members else []
+            hub.add_presence(room, state, conn, user, expiry)
+        hub.publish_count(room, state)
+        first = [json.loads(user)["id"] for _, user in entries] if list_limit > 0 else []
+        return hub.listing(state, list_limit, first)
 
     async def presence_remove(self, room: str, conns: list[str]) -> None:
         hub = self.hub
@@ -250,15 +296,23 @@ class MemoryBroker:
         if state is not None:
             for conn in conns:
                 hub.remove_presence(room, state, conn)
+            hub.publish_count(room, state)
 
-    async def presence_members(self, room: str) -> list[bytes]:
-        self.hub.sweep(room)
-        state = self.hub.rooms.get(room)
-        return [user for user, _ in state.presence.values()] if state else []
+    async def presence_members(self, room: str, limit: int) -> PresencePage:
+        hub = self.hub
+        hub.sweep(room)
+        state = hub.rooms.get(room)
+        if state is not None:
+            hub.publish_count(room, state)
+        return hub.listing(state, limit)
 
     async def presence_sweep(self, rooms: list[str]) -> None:
+        hub = self.hub
         for room in rooms:
-            self.hub.sweep(room)
+            hub.sweep(room)
+            state = hub.rooms.get(room)
+            if state is not None:
+                hub.publish_count(room, state)
 
     async def take_token(self, subject: str, action: str, rate: float, burst: int) -> float:
         return self.hub.take_token((subject, action), rate, burst)

@@ -32,6 +32,7 @@ from switchboard.backplane.keys import room_of_channel
 from switchboard.backplane.store import WriteOutcomeUnknown, load_scripts
 from switchboard.protocol.frames import MessageBody
 from switchboard.roomlog import PublishResult, Snapshot
+from switchboard.roster import PresencePage
 from switchboard_gateway.broker.base import BrokerEvents, BrokerOutcomeUnknown, BrokerUnavailable
 
 log = logging.getLogger("switchboard.broker")
@@ -54,6 +55,7 @@ class RedisBroker:
         history_ttl_s: int = 86400,
         idempotency_window_s: int = 120,
         presence_ttl_s: float = 30.0,
+        presence_events_max: int = 200,
         liveness_s: float = 2.0,
     ) -> None:
         options = dict(
@@ -74,6 +76,7 @@ class RedisBroker:
             history_ttl=history_ttl_s,
             idempotency_window=idempotency_window_s,
             presence_ttl=presence_ttl_s,
+            presence_events_max=presence_events_max,
         )
         self._prefix = prefix
         self._liveness_s = liveness_s
@@ -185,6 +188,8 @@ class RedisBroker:
                     events.on_message(room, int(offset), epoch.decode(), int(ts), frame.decode())
                 elif data[:1] == b"e":
                     events.on_ephemeral(room, data[1:].decode())
+                elif data[:1] == b"c":  # c<count>: presence count above the events threshold
+                    events.on_presence_count(room, int(data[1:]))
             elif kind == b"subscribe":
                 waiter = self._confirmations.pop(reply[1], None)
                 if waiter is not None and not waiter.done():
@@ -274,15 +279,15 @@ class RedisBroker:
         await _guard(self.backplane.publish_ephemeral(room, frame))
 
     async def presence_upsert(
-        self, room: str, entries: list[tuple[str, bytes]], want_members: bool = False
-    ) -> list[bytes]:
-        return await _guard(self.backplane.presence_upsert(room, entries, _now_ms(), want_members))
+        self, room: str, entries: list[tuple[str, bytes]], list_limit: int = 0
+    ) -> PresencePage:
+        return await _guard(self.backplane.presence_upsert(room, entries, _now_ms(), list_limit))
 
     async def presence_remove(self, room: str, conns: list[str]) -> None:
         await _guard(self.backplane.presence_remove(room, conns, _now_ms()))
 
-    async def presence_members(self, room: str) -> list[bytes]:
-        return await _guard(self.backplane.presence_members(room, _now_ms()))
+    async def presence_members(self, room: str, limit: int) -> PresencePage:
+        return await _guard(self.backplane.presence_members(room, _now_ms(), limit))
 
     async def presence_sweep(self, rooms: list[str]) -> None:
         await _guard(self.backplane.presence_sweep(rooms, _now_ms()))

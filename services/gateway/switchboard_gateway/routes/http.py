@@ -22,6 +22,8 @@ from switchboard_gateway.limits import TrustedProxies
 from switchboard_gateway.node import Node
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+PRESENCE_LIMIT_DEFAULT = 1000  # users listed by GET /api/rooms/{room}/presence
+PRESENCE_LIMIT_MAX = 10_000
 
 
 class PublishBody(msgspec.Struct, forbid_unknown_fields=False):
@@ -177,8 +179,12 @@ def build_routes(node: Node) -> list:
     @api
     async def api_presence(request: Request) -> Response:
         room = request.path_params["room"]
-        members = await node.presence(room)
-        return _raw_json(codec.encode_bytes({"room": room, "members": members}))
+        try:
+            limit = _int_param(request, "limit", PRESENCE_LIMIT_DEFAULT, 1, PRESENCE_LIMIT_MAX)
+        except ValueError:
+            return _error(400, str(ErrorCode.BAD_REQUEST), f"limit must be 1..{PRESENCE_LIMIT_MAX}")
+        listing = await node.presence(room, limit or PRESENCE_LIMIT_DEFAULT)
+        return _raw_json(codec.encode_bytes({"room": room, "members": listing.members, "count": listing.count}))
 
     async def guest(request: Request) -> Response:
         if not settings.allow_guests:

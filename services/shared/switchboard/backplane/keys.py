@@ -11,7 +11,17 @@ import hashlib
 
 
 class RoomKeys:
-    __slots__ = ("room", "channel", "meta", "log", "presence", "presence_expiry", "presence_users", "_idem")
+    __slots__ = (
+        "room",
+        "channel",
+        "meta",
+        "log",
+        "presence",
+        "presence_expiry",
+        "presence_users",
+        "presence_profiles",
+        "_idem",
+    )
 
     def __init__(self, prefix: str, room: str) -> None:
         base = f"{prefix}:{{{room}}}"
@@ -21,7 +31,8 @@ class RoomKeys:
         self.log = f"{base}:log"  # stream: the capped history, entry id = offset
         self.presence = f"{base}:pres"  # hash: connection -> user JSON
         self.presence_expiry = f"{base}:pexp"  # zset: connection -> expiry (ms)
-        self.presence_users = f"{base}:pusr"  # hash: user id -> live connections
+        self.presence_users = f"{base}:pusr"  # hash: user id -> live connections (HLEN = users present)
+        self.presence_profiles = f"{base}:pprf"  # hash: user id -> user JSON, for listing members
         self._idem = f"{base}:idem:"
 
     def idempotency(self, user_id: str, client_msg_id: str) -> str:
@@ -29,7 +40,7 @@ class RoomKeys:
         return f"{self._idem}{len(user_id)}:{user_id}:{client_msg_id}"
 
     def presence_keys(self) -> list[str]:
-        return [self.presence, self.presence_expiry, self.presence_users]
+        return [self.presence, self.presence_expiry, self.presence_users, self.presence_profiles]
 
 
 def room_of_channel(prefix: str, channel: str) -> str:

@@ -26,7 +26,7 @@ READ = Script("read", _read("read.lua"))
 PRESENCE_UPSERT = Script("presence_upsert", _prelude + _read("presence_upsert.lua"))
 PRESENCE_REMOVE = Script("presence_remove", _prelude + _read("presence_remove.lua"))
 PRESENCE_MEMBERS = Script("presence_members", _prelude + _read("presence_members.lua"))
-PRESENCE_SWEEP = Script("presence_sweep", _prelude + "sweep()\nreturn {}\n")
+PRESENCE_SWEEP = Script("presence_sweep", _prelude + "sweep()\npublish_count()\nreturn {}\n")
 
 # Per-subject limits (docs/security.md): a user's publish/typing rate and
 # connections, guest sign-ins per address.

@@ -20,6 +20,7 @@ from switchboard.backplane import scripts
 from switchboard.backplane.keys import RoomKeys, subject_key
 from switchboard.protocol import codec, frames
 from switchboard.roomlog import PublishResult, Snapshot
+from switchboard.roster import PresencePage
 
 ReadMode = Literal["none", "after", "before", "last"]
 
@@ -117,6 +118,7 @@ class Backplane:
         history_ttl: int = 86400,
         idempotency_window: int = 120,
         presence_ttl: float = 30.0,
+        presence_events_max: int = 200,
     ) -> None:
         self.redis = redis
         self.prefix = prefix
@@ -124,6 +126,7 @@ class Backplane:
         self.history_ttl = history_ttl
         self.idempotency_window = idempotency_window
         self.presence_ttl = presence_ttl
+        self.presence_events_max = presence_events_max
         self._pipeline = _AutoPipeline(redis)
         self._keys: dict[str, RoomKeys] = {}
 
@@ -210,27 +213,35 @@ class Backplane:
     # --- presence --------------------------------------------------------------
 
     def _presence_args(self, k: RoomKeys, now_ms: int) -> list[Any]:
-        return [k.channel, codec.encode_bytes(k.room), now_ms, int(self.presence_ttl * 3) + 1]
+        return [
+            k.channel,
+            codec.encode_bytes(k.room),
+            now_ms,
+            int(self.presence_ttl * 3) + 1,
+            self.presence_events_max,
+        ]
 
     async def presence_upsert(
-        self, room: str, entries: list[tuple[str, bytes]], now_ms: int, want_members: bool = False
-    ) -> list[bytes]:
+        self, room: str, entries: list[tuple[str, bytes]], now_ms: int, list_limit: int = 0
+    ) -> PresencePage:
         """Add or refresh (connection id, user JSON) entries; they expire
-        PRESENCE_TTL after this call unless refreshed again."""
+        PRESENCE_TTL after this call unless refreshed again. Lists up to
+        `list_limit` users, the entries' own first."""
         k = self.keys(room)
         args = self._presence_args(k, now_ms)
-        args += [now_ms + int(self.presence_ttl * 1000), "1" if want_members else "0"]
+        args += [now_ms + int(self.presence_ttl * 1000), list_limit]
         for conn, user in entries:
             args += [conn, user]
-        return await self._eval(scripts.PRESENCE_UPSERT, k.presence_keys(), args)
+        return _presence_page(await self._eval(scripts.PRESENCE_UPSERT, k.presence_keys(), args))
 
     async def presence_remove(self, room: str, conns: list[str], now_ms: int) -> None:
         k = self.keys(room)
         await self._eval(scripts.PRESENCE_REMOVE, k.presence_keys(), self._presence_args(k, now_ms) + conns)
 
-    async def presence_members(self, room: str, now_ms: int) -> list[bytes]:
+    async def presence_members(self, room: str, now_ms: int, limit: int) -> PresencePage:
         k = self.keys(room)
-        return await self._eval(scripts.PRESENCE_MEMBERS, k.presence_keys(), self._presence_args(k, now_ms))
+        args = self._presence_args(k, now_ms) + [limit]
+        return _presence_page(await self._eval(scripts.PRESENCE_MEMBERS, k.presence_keys(), args))
 
     async def presence_sweep(self, rooms: list[str], now_ms: int) -> None:
         """Expire connections that nobody refreshed (their gateway died)."""
@@ -261,3 +272,8 @@ class Backplane:
     async def release_slot(self, subject: str, slot: str) -> None:
         key = subject_key(self.prefix, subject, "slots")
         await self._eval(scripts.SLOTS, [key], ["release", 0, 0, slot])
+
+
+def _presence_page(reply: list[Any]) -> PresencePage:
+    """The presence scripts' {count, user JSON, connections, ...} reply."""
+    return PresencePage(int(reply[0]), [(reply[i], int(reply[i + 1])) for i in range(1, len(reply), 2)])

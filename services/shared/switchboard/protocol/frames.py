@@ -127,7 +127,8 @@ class Joined(_Reply, tag="joined"):
     epoch: str | None  # null while the room has no history yet (its first publish creates it)
     recovered: bool | None  # required, so it is always on the wire (null without since)
     messages: list[Raw]
-    presence: list[Member]
+    presence: list[Member]  # at most PRESENCE_LIST_MAX, the joiner among them
+    presence_count: int  # distinct users present
 
 
 class Left(_Reply, tag="left"):
@@ -148,21 +149,34 @@ class HistoryPage(_Reply, tag="history"):
 
 class PresenceList(_Reply, tag="presence"):
     room: str
-    members: list[Member]
+    members: list[Member]  # at most PRESENCE_LIST_MAX
+    count: int  # distinct users present
 
 
 class Pong(_Reply, tag="pong"):
     pass
 
 
+# presence_join / presence_leave are built by the presence scripts
+# (backplane/scripts/presence_prelude.lua); these Structs document and test them.
 class PresenceJoin(Struct, tag_field="type", tag="presence_join"):
     room: str
     user: User
+    count: int  # users present after the join
 
 
 class PresenceLeave(Struct, tag_field="type", tag="presence_leave"):
     room: str
     user: User
+    count: int  # users present after the leave
+
+
+class PresenceCount(Struct, tag_field="type", tag="presence_count"):
+    """Instead of presence_join/_leave in a room above PRESENCE_EVENTS_MAX
+    users: at most once per second while the count changes."""
+
+    room: str
+    count: int
 
 
 class TypingNotice(Struct, tag_field="type", tag="typing"):

@@ -1,3 +1,4 @@
--- Expire stale connections, then return the members' user JSON, one per connection.
+-- Expire stale connections, then list at most ARGV[6] users (see listing()).
 sweep()
-return redis.call('HVALS', KEYS[1])
+publish_count()
+return listing(tonumber(ARGV[6]), {})

@@ -1,6 +1,7 @@
--- Remove connections (clean leave or disconnect). ARGV[5], ...: connection ids.
+-- Remove connections (clean leave or disconnect). ARGV[6], ...: connection ids.
 sweep()
-for i = 5, #ARGV do
+for i = 6, #ARGV do
   remove(ARGV[i])
 end
+publish_count()
 return {}

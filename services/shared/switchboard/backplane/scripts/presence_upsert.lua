@@ -1,20 +1,32 @@
 -- Add or refresh connections; a missing one is (re-)added, which also heals
--- presence after Redis lost it. Returns the members' user JSON when asked.
--- ARGV[5] expiry (ms)   ARGV[6] '1' to return members
--- ARGV[7], ARGV[8], ...: connection id, user JSON pairs
+-- presence after Redis lost it. A refresh of known connections announces
+-- nothing and lists nobody.
+-- ARGV[6] expiry (ms)   ARGV[7] how many users to list (0: none)
+-- ARGV[8], ARGV[9], ...: connection id, user JSON pairs
+-- Returns listing(): the users of these entries are listed first.
 sweep()
-for i = 7, #ARGV, 2 do
+for i = 8, #ARGV, 2 do
   local conn, user = ARGV[i], ARGV[i + 1]
   if redis.call('HSETNX', KEYS[1], conn, user) == 1 then
     local uid = cjson.decode(user)['id']
     if redis.call('HINCRBY', KEYS[3], uid, 1) == 1 then
-      announce('join', user)
+      redis.call('HSET', KEYS[4], uid, user)
+      changed('join', user)
     end
   end
-  redis.call('ZADD', KEYS[2], ARGV[5], conn)
+  redis.call('ZADD', KEYS[2], ARGV[6], conn)
 end
 keep_alive()
-if ARGV[6] == '1' then
-  return redis.call('HVALS', KEYS[1])
+publish_count()
+local limit = tonumber(ARGV[7])
+local first = {}
+if limit > 0 then
+  for i = 9, #ARGV, 2 do
+    local uid = cjson.decode(ARGV[i])['id']
+    -- (HSETNX: the joiner is listed even if its profile was never stored,
+    -- e.g. it joined through an older gateway version.)
+    redis.call('HSETNX', KEYS[4], uid, ARGV[i])
+    first[#first + 1] = uid
+  end
 end
-return {}
+return listing(limit, first)
