@@ -15,7 +15,7 @@ import pytest
 
 from switchboard.client import Client, ClientClosed
 
-from .conftest import RawWebSocket, rss_kib
+from .conftest import RawWebSocket, rss_kib, wait_until
 
 TIMEOUT_S = 1.0  # HTTP_REQUEST_TIMEOUT in these tests
 SWEEP_S = 1.0  # the guard checks deadlines once a second
@@ -198,9 +198,16 @@ def test_connections_per_address_are_limited(start_gateway, token) -> None:
                 extra = await Client.connect(gw.ws_url, token("u9"))
                 await extra.ping()
             assert closed.value.code == 1013 and "address" in closed.value.reason
-            await clients[0].close()
-            async with await Client.connect(gw.ws_url, token("u9")) as again:  # a freed place is usable
-                assert (await again.ping())["type"] == "pong"
+            await clients[0].close()  # the gateway frees its place as the socket ends
+
+            async def freed() -> bool:
+                try:
+                    async with await Client.connect(gw.ws_url, token("u9")) as again:
+                        return (await again.ping())["type"] == "pong"
+                except ClientClosed:
+                    return False
+
+            await wait_until(freed, 5, "the freed place is usable", interval=0.1)
         finally:
             for client in clients:
                 await client.close()
@@ -240,9 +247,9 @@ def _ping_frame(payload: bytes) -> bytes:
     return bytes([0x89, 0x80 | len(payload)]) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
 
 
-def _flood_pings(ws: RawWebSocket, total_bytes: int, deadline_s: float) -> int:
+def _flood_pings(ws: RawWebSocket, total_bytes: int, deadline_s: float) -> tuple[int, bool]:
     """Send pings (never reading) until `total_bytes` went out, the server
-    stopped reading, or the deadline; the bytes sent."""
+    dropped the connection, or the deadline: (bytes sent, dropped)."""
     frame = _ping_frame(b"p" * 125)
     batch = frame * 256  # ~33 KB
     sent = 0
@@ -254,34 +261,73 @@ def _flood_pings(ws: RawWebSocket, total_bytes: int, deadline_s: float) -> int:
         except TimeoutError:
             continue  # the server is not reading right now
         except (BrokenPipeError, ConnectionResetError):
-            break
+            return sent, True
         sent += len(batch)
-    return sent
+    return sent, False
 
 
-def test_ping_flood_from_a_non_reader_holds_little_memory(start_gateway, token) -> None:
-    """131 MB of pings held 111 MB until the client chose to close. Now no
-    pong is queued while the peer does not read: 16 MB of pings hold at most
-    a few hundred KB."""
+def test_ping_flood_is_cut_off_and_holds_little_memory(start_gateway, token) -> None:
+    """131 MB of pings held 111 MB until the client chose to close. Now more
+    than 20 pings a second fail the connection (1008) and the socket is
+    dropped within the close grace, whether the peer reads or not."""
     gw = start_gateway(NODE_ID="gw-a")
     before = rss_kib(gw.pid)
     ws = RawWebSocket.connect(gw.port, token("pinger"), rcvbuf=4096)
+    started = time.monotonic()
     try:
-        sent = _flood_pings(ws, 16 * 1024 * 1024, deadline_s=15)
+        sent, dropped = _flood_pings(ws, 1 << 40, deadline_s=5 + SWEEP_S + 4)
+        took = time.monotonic() - started
         grown = rss_kib(gw.pid) - before
-        print(f"ping flood: {sent / 1e6:.1f} MB sent, gateway grew {grown} KiB")
-        assert sent >= 8 * 1024 * 1024  # the flood did reach the gateway
-        assert grown < 4096
+        print(f"ping flood: {sent / 1e6:.1f} MB sent, dropped after {took:.1f} s, gateway grew {grown} KiB")
+        assert dropped and took < 5 + SWEEP_S + 1
+        assert grown < 2048
+    finally:
+        ws.close()
+
+
+def test_a_few_pings_are_answered(start_gateway, token) -> None:
+    gw = start_gateway(NODE_ID="gw-a")
+    ws = RawWebSocket.connect(gw.port, token("pinger"))
+    try:
+        assert ws.recv_json()["type"] == "welcome"
+        for n in range(10):
+            ws.sock.sendall(_ping_frame(b"k%d" % n))
+            assert ws.recv_frame() == (0xA, b"k%d" % n)
     finally:
         ws.close()
 
 
 def test_ping_flood_after_a_bad_token_is_cut_off(start_gateway) -> None:
-    """A refused connection (4001) that keeps sending pings and never reads
-    its close frame is dropped within the close grace (5 s), not kept."""
+    """A refused connection (4001) kept reading and answering pings forever."""
     gw = start_gateway(NODE_ID="gw-a")
     ws = RawWebSocket.connect(gw.port, "not-a-token", rcvbuf=4096)
     started = time.monotonic()
-    _flood_pings(ws, 8 * 1024 * 1024, deadline_s=10)
-    ws.close()
-    assert time.monotonic() - started < 5 + SWEEP_S + 2
+    try:
+        sent, dropped = _flood_pings(ws, 1 << 40, deadline_s=5 + SWEEP_S + 4)
+        took = time.monotonic() - started
+        print(f"after 4001: {sent / 1e6:.1f} MB of pings, dropped after {took:.1f} s")
+        assert dropped and took < 5 + SWEEP_S + 1
+    finally:
+        ws.close()
+
+
+def test_a_refused_socket_that_never_reads_is_dropped_within_the_grace(start_gateway) -> None:
+    """Its close frame unread, a polite pinger is dropped CLOSE_GRACE (5 s)
+    after the close frame, not kept (uvicorn would wait 10 s, then close a
+    transport whose buffer may never drain)."""
+    gw = start_gateway(NODE_ID="gw-a")
+    ws = RawWebSocket.connect(gw.port, "not-a-token", rcvbuf=4096)
+    started = time.monotonic()
+    try:
+        dropped = False
+        while not dropped and time.monotonic() - started < 5 + SWEEP_S + 4:
+            try:
+                ws.sock.sendall(_ping_frame(b"slow"))
+            except (BrokenPipeError, ConnectionResetError):
+                dropped = True
+                break
+            time.sleep(0.25)  # a slow, polite pinger: 4 pings a second
+        took = time.monotonic() - started
+        assert dropped and 5 - 0.5 <= took < 5 + SWEEP_S + 1, took
+    finally:
+        ws.close()

@@ -49,7 +49,7 @@ class Metrics:
         )
         self.aborted = Counter(
             "switchboard_aborted_transports",
-            "Sockets dropped by the server layer, by reason (header_size, request_timeout, write_buffer, close_grace).",
+            "Sockets dropped by the server layer, by reason (header_size, request_timeout, ping_flood, write_buffer, close_grace).",
             ["reason"],
             registry=r,
         )

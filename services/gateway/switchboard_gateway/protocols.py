@@ -22,11 +22,12 @@ whose buffer never drains lingers forever. So, by subclassing both protocols
   An HTTP response the peer stops reading for that long is dropped.
 - Writes: a pong is not queued while the transport is over its high-water
   mark (the peer is not reading; RFC 6455 lets an endpoint answer only the
-  latest ping), and a transport whose write buffer exceeds
-  SEND_QUEUE_MAX_BYTES is aborted.
-- Closing: every transport closed by anyone (uvicorn, the app, a timeout) is
-  aborted if it is still there CLOSE_GRACE_S later, so an unread close frame
-  or response cannot pin a socket.
+  latest ping), more than MAX_PINGS_PER_S pings fail the connection (1008),
+  and a transport whose write buffer exceeds SEND_QUEUE_MAX_BYTES is aborted.
+- Closing: every transport closed by anyone (uvicorn, the app, a timeout),
+  and every WebSocket that sent its close frame, is aborted if it is still
+  there CLOSE_GRACE_S later, so an unread close frame or response cannot pin
+  a socket.
 
 All deadlines are checked by one sweep per second over the live sockets, not
 by a timer per socket.
@@ -61,6 +62,10 @@ LINGER_S = 2.0
 MAX_LINE_BYTES = 8000
 MAX_HEADER_FIELDS = 100
 _PONG = 0x8A  # first byte of an unmasked, final pong frame
+# Pings a client may send per second (keepalives need one per few seconds;
+# browsers send none). A flood is parsed at ~200,000 pings/s per socket: a
+# CPU cost, so over this the connection is failed with 1008.
+MAX_PINGS_PER_S = 20
 
 
 def _response(status: int, reason: str) -> bytes:
@@ -115,7 +120,7 @@ class ServerGuard:
             transport = socket.transport
             if transport is None:
                 continue
-            if transport.is_closing():
+            if socket.closing():
                 if socket.closing_since is None:
                     socket.closing_since = now
                 elif now - socket.closing_since >= CLOSE_GRACE_S:
@@ -131,6 +136,9 @@ class _Guarded:
 
     transport: Any
     closing_since: float | None
+
+    def closing(self) -> bool:
+        return bool(self.transport.is_closing())
 
     def overdue(self, now: float) -> bool:
         raise NotImplementedError
@@ -151,6 +159,7 @@ class GuardedHttpProtocol(HttpToolsProtocol, _Guarded):
         self.stalled_since: float | None = None  # a response the peer does not read
         self.head_bytes: int | None = 0  # bytes of the request head so far; None past it
         self.lingering = False  # refused: input is dropped until the close
+        self.line_done = False  # the request line of the current head has ended
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -189,6 +198,8 @@ class GuardedHttpProtocol(HttpToolsProtocol, _Guarded):
             return
         if self.head_bytes is not None:
             self.head_bytes += len(data)
+            if not self.line_done and b"\n" in data:
+                self.line_done = True
         # uvicorn's own data_received, except that a refused head is answered
         # with its status instead of 400.
         self._unset_keepalive_if_required()
@@ -211,7 +222,7 @@ class GuardedHttpProtocol(HttpToolsProtocol, _Guarded):
                 self._unsupported_upgrade_warning()
             return
         if self.head_bytes is not None and self.head_bytes > self.guard.max_head_bytes:
-            if not self.headers:  # still in the request line
+            if not self.line_done:
                 self._refuse_head(_HeadRefused(414, "request line too long"))
             else:
                 self._refuse_head(_HeadRefused(431, "request header fields too large"))
@@ -244,6 +255,7 @@ class GuardedHttpProtocol(HttpToolsProtocol, _Guarded):
         super().on_message_complete()
         self.deadline = None
         self.head_bytes = 0  # what comes next is the next request's head
+        self.line_done = False
 
     def _refuse_head(self, refusal: _HeadRefused) -> None:
         self.guard.metrics.aborted.labels(reason="header_size").inc()
@@ -307,6 +319,8 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol, _Guarded):
         self.conn.debug = False
         self.closing_since: float | None = None
         self.deadline: float | None = None  # the handshake must be answered by then
+        self.pings = 0  # in the current second
+        self.pings_since = 0.0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -331,6 +345,25 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol, _Guarded):
             self.transport.abort()
 
     def handle_ping(self) -> None:
+        now = self.loop.time()
+        if now - self.pings_since >= 1.0:
+            self.pings, self.pings_since = 0, now
+        self.pings += 1
+        if self.close_sent:
+            self.conn.data_to_send()  # closing: no pong owed
+            if self.pings > MAX_PINGS_PER_S:  # told to go, and still flooding
+                self.guard.metrics.aborted.labels(reason="ping_flood").inc()
+                self.transport.abort()
+            return
+        if self.pings > MAX_PINGS_PER_S:
+            self.guard.metrics.aborted.labels(reason="ping_flood").inc()
+            self.conn.data_to_send()
+            self.conn.fail(1008, "too many pings")
+            self.transport.write(b"".join(self.conn.data_to_send()))
+            self.close_sent = True
+            self.closing_since = now
+            self.transport.close()
+            return
         if self.writable.is_set():
             super().handle_ping()
             return
@@ -339,6 +372,16 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol, _Guarded):
         kept = [chunk for chunk in self.conn.data_to_send() if chunk[:1] != bytes((_PONG,))]
         if kept:
             self.transport.write(b"".join(kept))
+
+    def closing(self) -> bool:
+        # From the close frame on: uvicorn would wait 10 s for the peer's
+        # close, then close a transport that may never drain.
+        return self.close_sent or bool(self.transport.is_closing())
+
+    async def send(self, message: Any) -> None:
+        await super().send(message)
+        if self.close_sent and self.closing_since is None:
+            self.closing_since = self.loop.time()  # the grace counts from the close frame
 
     def overdue(self, now: float) -> bool:
         if self.handshake_complete:

@@ -34,8 +34,11 @@ class FrameHandler:
         time, in order: that is what keeps its publishes in order."""
         self.node.metrics.frames_in.inc()
         wait_s = conn.frame_bucket.take(time.monotonic())
-        if wait_s:  # before decoding: a flood costs as little as possible
-            self.refuse(conn, ProtocolError(ErrorCode.RATE_LIMITED, "too many frames", retry_after=_retry_after_ms(wait_s)))
+        if wait_s:  # before the frame is served: only its id is read
+            refusal = ProtocolError(
+                ErrorCode.RATE_LIMITED, "too many frames", codec.frame_id_of(data), retry_after=_retry_after_ms(wait_s)
+            )
+            self.refuse(conn, refusal)
             return
         frame_id = None
         try:

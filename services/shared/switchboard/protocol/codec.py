@@ -26,7 +26,7 @@ class _IdOnly(msgspec.Struct):
 _id_decoder = msgspec.json.Decoder(_IdOnly)
 
 
-def _frame_id_of(data: str | bytes) -> frames.FrameId:
+def frame_id_of(data: str | bytes) -> frames.FrameId:
     """Best-effort `id` of a frame that failed validation, so the error can
     carry it. An id that is not a string or an integer is not usable."""
     try:
@@ -42,7 +42,7 @@ def decode_client_frame(data: str | bytes) -> frames.ClientFrame:
     try:
         return _client_decoder.decode(data)
     except msgspec.ValidationError as exc:
-        raise ProtocolError(ErrorCode.BAD_REQUEST, str(exc), _frame_id_of(data)) from None
+        raise ProtocolError(ErrorCode.BAD_REQUEST, str(exc), frame_id_of(data)) from None
     except msgspec.DecodeError as exc:
         raise ProtocolError(ErrorCode.BAD_REQUEST, f"not a JSON object: {exc}") from None
     except RecursionError:
