@@ -59,10 +59,10 @@ class _AutoPipeline:
         try:
             # Connecting is separate from sending: a failure here means the
             # batch never left, so callers may say "not stored".
-            pipe.connection = await self._redis.connection_pool.get_connection()
+            pipe.connection = await self._redis.connection_pool.get_connection()  # type: ignore[no-untyped-call]
         except Exception as exc:
             _fail(batch, exc)
-            await pipe.reset()
+            await pipe.reset()  # type: ignore[no-untyped-call]
             return
         try:
             results = await pipe.execute(raise_on_error=False)
