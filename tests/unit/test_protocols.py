@@ -223,3 +223,19 @@ async def test_the_sweep_aborts_a_closed_socket_that_lingers() -> None:
     protocol.closing_since -= 5.0
     guard._sweep(loop)
     assert transport.aborted
+
+
+async def test_a_handshake_websockets_refuses_is_answered_not_left_hanging() -> None:
+    """websockets queued its 414/431 (or nothing, for garbage) but uvicorn
+    only sends responses to requests it got: the socket hung."""
+    _, ws_class, guard, config = make()
+    for request, status in (
+        (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", b"HTTP/1.1 414 "),
+        (b"GET /ws HTTP/1.1\r\n" + b"".join(b"X-%d: y\r\n" % n for n in range(200)) + b"\r\n", b"HTTP/1.1 431 "),
+        (b"NOT HTTP AT ALL\r\n\r\n", b""),
+    ):
+        ws = ws_class(config=config, server_state=ServerState(), app_state={})
+        transport = FakeTransport()
+        ws.connection_made(transport)
+        ws.data_received(request)
+        assert transport.written.startswith(status) and transport.closed, (request[:20], transport.written[:40])

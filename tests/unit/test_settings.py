@@ -269,3 +269,9 @@ def test_every_published_demo_secret_is_known() -> None:
         assert found, path
         published.update(found)
     assert published <= KNOWN_DEMO_SECRETS
+
+
+def test_guest_tokens_must_fit_the_max_lifetime() -> None:
+    message = error_of(GUEST_TOKEN_TTL="7200", MAX_TOKEN_LIFETIME="3600")
+    assert "GUEST_TOKEN_TTL" in message and "MAX_TOKEN_LIFETIME" in message
+    assert load(GUEST_TOKEN_TTL="7200", MAX_TOKEN_LIFETIME="0").guest_token_ttl_s == 7200

@@ -225,6 +225,8 @@ class Settings:
         settings = cls(**values, **overrides)
         if settings.drain_notice_s >= settings.drain_timeout_s:
             raise SettingsError("DRAIN_NOTICE must be shorter than DRAIN_TIMEOUT")
+        if 0 < settings.max_token_lifetime_s < settings.guest_token_ttl_s:
+            raise SettingsError("GUEST_TOKEN_TTL must not exceed MAX_TOKEN_LIFETIME (guest tokens would be refused)")
         if not settings.demo_mode:
             for env, value in (("JWT_SECRET", settings.jwt_secret), ("API_KEY", settings.api_key)):
                 if value in KNOWN_DEMO_SECRETS:
