@@ -380,16 +380,27 @@ async def _let_time_pass(c: Cluster, seconds: float) -> None:
 async def test_token_bucket_is_shared_by_gateways(cluster: Cluster) -> None:
     c = cluster
     rate, burst = 20.0, 3
-    granted = [await broker.take_token("u:alice", "publish", rate, burst) for broker in (c.a, c.b, c.a)]
-    assert granted == [0.0, 0.0, 0.0]
-    wait = await c.b.take_token("u:alice", "publish", rate, burst)  # the other gateway: the same bucket
-    assert 0 < wait <= 1 / rate + 0.002
+
+    async def take(broker: Broker, subject: str = "u:alice", action: str = "publish", want: int = 1) -> tuple[int, float]:
+        return await broker.take_tokens(subject, action, rate, burst, want)
+
+    assert [await take(b) for b in (c.a, c.b, c.a)] == [(1, 0.0)] * 3
+    taken, wait = await take(c.b)  # the other gateway: the same bucket
+    assert taken == 0 and 0 < wait <= 1 / rate + 0.002
     # Other subjects and other actions have buckets of their own.
-    assert await c.a.take_token("u:bob", "publish", rate, burst) == 0.0
-    assert await c.a.take_token("u:alice", "typing", rate, burst) == 0.0
+    assert await take(c.a, "u:bob") == (1, 0.0)
+    assert await take(c.a, action="typing") == (1, 0.0)
     await _let_time_pass(c, wait + 0.01)
-    assert await c.a.take_token("u:alice", "publish", rate, burst) == 0.0
-    assert await c.a.take_token("u:alice", "publish", rate, burst) > 0
+    assert await take(c.a) == (1, 0.0)
+    assert (await take(c.a))[0] == 0
+
+
+async def test_tokens_taken_ahead_never_exceed_the_bucket(cluster: Cluster) -> None:
+    c = cluster
+    assert await c.a.take_tokens("u:carol", "publish", 10.0, 5, 3) == (3, 0.0)
+    assert await c.b.take_tokens("u:carol", "publish", 10.0, 5, 3) == (2, 0.0)  # only two were left
+    taken, wait = await c.a.take_tokens("u:carol", "publish", 10.0, 5, 3)
+    assert taken == 0 and 0 < wait <= 0.1 + 0.002
 
 
 async def test_slots_are_limited_across_gateways(cluster: Cluster) -> None:

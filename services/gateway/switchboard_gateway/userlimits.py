@@ -3,6 +3,14 @@ and MAX_CONNECTIONS_PER_USER, kept in the backplane (token buckets and
 slots, see broker.base), so ten sockets of one user on five gateways share
 one budget and reconnecting refills nothing.
 
+Tokens are taken ahead, a little: when a user's rate is high, one Redis
+call takes up to CREDIT_S worth of tokens (never more than the bucket
+holds) and this gateway spends them locally for at most CREDIT_S. The user
+can never exceed the limit (tokens are gone from the shared bucket before
+they are spent); at worst a gateway drops CREDIT_S worth of unspent tokens.
+At the default 10 publishes/s that is one call per publish; at the
+benchmark's unlimited rates, one call per ~100,000.
+
 Connection slots live SLOT_LIFETIME_S unless refreshed; this gateway
 refreshes its own every SLOT_REFRESH_S, so the slots of a gateway that died
 free themselves within a minute. If the backplane is down when a user
@@ -14,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from switchboard_gateway.broker import Broker, BrokerUnavailable
 from switchboard_gateway.settings import Settings
@@ -22,6 +31,7 @@ log = logging.getLogger("switchboard.userlimits")
 
 SLOT_LIFETIME_S = 60.0
 SLOT_REFRESH_S = 20.0
+CREDIT_S = 0.1
 
 
 class UserLimits:
@@ -29,16 +39,40 @@ class UserLimits:
         self.broker = broker
         self.settings = settings
         self.slots: dict[str, set[str]] = {}  # user id -> this gateway's connections holding a slot
+        self.credit: dict[tuple[str, str], tuple[int, float]] = {}  # (user, action) -> (tokens, spend by)
         self._task: asyncio.Task[None] | None = None
 
     async def publish_wait(self, user_id: str) -> float:
         """0.0 when the user may publish now, else seconds to wait."""
         s = self.settings
-        return await self.broker.take_token(f"u:{user_id}", "publish", s.publish_rate, s.publish_burst)
+        return await self._take(user_id, "publish", s.publish_rate, s.publish_burst)
 
     async def typing_wait(self, user_id: str) -> float:
         s = self.settings
-        return await self.broker.take_token(f"u:{user_id}", "typing", s.typing_rate, s.typing_burst)
+        return await self._take(user_id, "typing", s.typing_rate, s.typing_burst)
+
+    async def _take(self, user_id: str, action: str, rate: float, burst: int) -> float:
+        key = (user_id, action)
+        now = time.monotonic()
+        held = self.credit.get(key)
+        if held is not None:
+            tokens, spend_by = held
+            if spend_by > now:
+                if tokens > 1:
+                    self.credit[key] = (tokens - 1, spend_by)
+                else:
+                    del self.credit[key]
+                return 0.0
+            del self.credit[key]
+        want = max(1, min(burst, int(rate * CREDIT_S)))
+        taken, wait_s = await self.broker.take_tokens(f"u:{user_id}", action, rate, burst, want)
+        if taken == 0:
+            return wait_s
+        if taken > 1:
+            if len(self.credit) > 10_000:
+                self.credit = {k: v for k, v in self.credit.items() if v[1] > now}
+            self.credit[key] = (taken - 1, now + CREDIT_S)
+        return 0.0
 
     async def claim_connection(self, user_id: str, conn_id: str) -> bool:
         limit = self.settings.max_connections_per_user

@@ -132,9 +132,10 @@ class Broker(Protocol):
     # --- per-subject limits, shared by every gateway (docs/security.md) ----------
     # A subject is ``u:<user id>`` or ``ip:<client address>``.
 
-    async def take_token(self, subject: str, action: str, rate: float, burst: int) -> float:
-        """Take a token from the (`subject`, `action`) bucket: `rate` per
-        second, at most `burst`. 0.0 when granted, else seconds to wait."""
+    async def take_tokens(self, subject: str, action: str, rate: float, burst: int, want: int = 1) -> tuple[int, float]:
+        """Take up to `want` tokens from the (`subject`, `action`) bucket
+        (`rate` per second, at most `burst` banked): (taken >= 1, 0.0), or
+        (0, seconds until one is there)."""
 
     async def claim_slot(self, subject: str, slot: str, limit: int, lifetime_s: float) -> bool:
         """Hold one of `subject`'s `limit` slots (e.g. connections); False at

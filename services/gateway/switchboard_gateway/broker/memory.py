@@ -83,20 +83,21 @@ class MemoryHub:
         self.buckets.clear()
         self.slots.clear()
 
-    def take_token(self, key: tuple[str, str], rate: float, burst: int) -> float:
-        """token_bucket.lua in memory: 0.0 when granted, else seconds to wait."""
+    def take_tokens(self, key: tuple[str, str], rate: float, burst: int, want: int) -> tuple[int, float]:
+        """token_bucket.lua in memory."""
         now = self.clock()
         if len(self.buckets) > 10_000:  # full buckets are as good as absent
             self.buckets = {k: v for k, v in self.buckets.items() if v[0] + (now - v[1]) * rate < burst}
         tokens, stamp = self.buckets.get(key, (float(burst), now))
         tokens = min(float(burst), tokens + max(0.0, now - stamp) * rate)
-        wait = 0.0
+        taken, wait = 0, 0.0
         if tokens >= 1:
-            tokens -= 1
+            taken = min(want, int(tokens))
+            tokens -= taken
         else:
             wait = (1 - tokens) / rate
         self.buckets[key] = (tokens, now)
-        return wait
+        return taken, wait
 
     def live_slots(self, subject: str) -> dict[str, float]:
         now = self.clock()
@@ -314,8 +315,8 @@ class MemoryBroker:
             if state is not None:
                 hub.publish_count(room, state)
 
-    async def take_token(self, subject: str, action: str, rate: float, burst: int) -> float:
-        return self.hub.take_token((subject, action), rate, burst)
+    async def take_tokens(self, subject: str, action: str, rate: float, burst: int, want: int = 1) -> tuple[int, float]:
+        return self.hub.take_tokens((subject, action), rate, burst, want)
 
     async def claim_slot(self, subject: str, slot: str, limit: int, lifetime_s: float) -> bool:
         slots = self.hub.live_slots(subject)

@@ -292,8 +292,8 @@ class RedisBroker:
     async def presence_sweep(self, rooms: list[str]) -> None:
         await _guard(self.backplane.presence_sweep(rooms, _now_ms()))
 
-    async def take_token(self, subject: str, action: str, rate: float, burst: int) -> float:
-        return await _guard(self.backplane.take_token(subject, action, rate, burst))
+    async def take_tokens(self, subject: str, action: str, rate: float, burst: int, want: int = 1) -> tuple[int, float]:
+        return await _guard(self.backplane.take_tokens(subject, action, rate, burst, want))
 
     async def claim_slot(self, subject: str, slot: str, limit: int, lifetime_s: float) -> bool:
         return await _guard(self.backplane.claim_slot(subject, slot, limit, lifetime_s))

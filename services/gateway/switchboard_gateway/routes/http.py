@@ -195,7 +195,7 @@ def build_routes(node: Node) -> list:
         if not trusted.exempt(address):
             per_minute = settings.guest_mints_per_minute
             try:
-                wait_s = await node.broker.take_token(f"ip:{address}", "guest", per_minute / 60, per_minute)
+                _, wait_s = await node.broker.take_tokens(f"ip:{address}", "guest", per_minute / 60, per_minute)
             except BrokerUnavailable:
                 return _error(503, str(ErrorCode.UNAVAILABLE), "the backplane is unavailable; retry")
             if wait_s:

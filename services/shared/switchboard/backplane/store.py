@@ -253,12 +253,13 @@ class Backplane:
 
     # --- per-subject limits (docs/security.md) -----------------------------------
 
-    async def take_token(self, subject: str, action: str, rate: float, burst: int) -> float:
-        """Take one token from the cluster-wide bucket of (`subject`, `action`):
-        0.0 when granted, else the seconds until one is there."""
+    async def take_tokens(self, subject: str, action: str, rate: float, burst: int, want: int = 1) -> tuple[int, float]:
+        """Take up to `want` tokens from the cluster-wide bucket of
+        (`subject`, `action`): (tokens taken, 0.0), or (0, seconds until one
+        is there)."""
         key = subject_key(self.prefix, subject, f"rl:{action}")
-        wait_ms = await self._eval(scripts.TOKEN_BUCKET, [key], [rate, burst, 1])
-        return int(wait_ms) / 1000
+        taken, wait_ms = await self._eval(scripts.TOKEN_BUCKET, [key], [rate, burst, want])
+        return int(taken), int(wait_ms) / 1000
 
     async def claim_slot(self, subject: str, slot: str, limit: int, lifetime_s: float) -> bool:
         """Hold one of `subject`'s `limit` slots for `lifetime_s` (refresh to keep it)."""
