@@ -275,3 +275,10 @@ def test_guest_tokens_must_fit_the_max_lifetime() -> None:
     message = error_of(GUEST_TOKEN_TTL="7200", MAX_TOKEN_LIFETIME="3600")
     assert "GUEST_TOKEN_TTL" in message and "MAX_TOKEN_LIFETIME" in message
     assert load(GUEST_TOKEN_TTL="7200", MAX_TOKEN_LIFETIME="0").guest_token_ttl_s == 7200
+
+
+def test_the_process_refuses_the_demo_secret_with_one_line() -> None:
+    done = run_main({"JWT_SECRET": "change-me-demo-secret-0123456789abcdef", "REDIS_URL": "memory://"})
+    assert done.returncode == 2, done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert "JWT_SECRET" in line and "DEMO_MODE" in line and "change-me" not in line
