@@ -116,19 +116,29 @@ class ServerGuard:
 
     def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
         now = loop.time()
-        for socket in list(self.sockets):
-            transport = socket.transport
-            if transport is None:
-                continue
-            if socket.closing():
-                if socket.closing_since is None:
-                    socket.closing_since = now
-                elif now - socket.closing_since >= CLOSE_GRACE_S:
-                    self.metrics.aborted.labels(reason="close_grace").inc()
-                    transport.abort()
-            elif socket.overdue(now):
-                socket.timed_out()
-        self._sweeping = loop.call_later(SWEEP_INTERVAL_S, self._sweep, loop)
+        try:
+            for socket in list(self.sockets):
+                try:
+                    self._check(socket, now)
+                except Exception:  # one odd socket must not stop the sweep
+                    log.exception("guard: checking a socket failed; dropping it")
+                    self.sockets.discard(socket)
+                    socket.transport.abort()
+        finally:
+            self._sweeping = loop.call_later(SWEEP_INTERVAL_S, self._sweep, loop)
+
+    def _check(self, socket: _Guarded, now: float) -> None:
+        transport = socket.transport
+        if transport is None:
+            return
+        if socket.closing():
+            if socket.closing_since is None:
+                socket.closing_since = now
+            elif now - socket.closing_since >= CLOSE_GRACE_S:
+                self.metrics.aborted.labels(reason="close_grace").inc()
+                transport.abort()
+        elif socket.overdue(now):
+            socket.timed_out()
 
 
 class _Guarded:
