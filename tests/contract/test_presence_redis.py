@@ -14,7 +14,7 @@ import pytest
 from redis.asyncio import Redis
 
 from switchboard.backplane import Backplane
-from switchboard.backplane.store import load_scripts
+from switchboard.backplane.commands import StandaloneCommands, load_scripts
 from switchboard_harness import RedisProcess
 
 # Commands whose cost is O(1), O(log N) or O(what they are asked for), never
@@ -79,7 +79,7 @@ async def test_join_and_leave_work_does_not_grow_with_the_room(redis: Redis, sma
     """The commands behind 20 joins + leaves are the same in a room of
     `small` users as in one of 5,000 (both above `list_limit`), and all of
     them are bounded. 20 rounds: what a round costs cannot hide in noise."""
-    plane = Backplane(redis, prefix="cost", presence_events_max=3)  # above the threshold: count reports
+    plane = Backplane(StandaloneCommands(redis), prefix="cost", presence_events_max=3)  # above the threshold: count reports
     await fill(plane, "small", small)
     await fill(plane, "big", 5_000)
     in_small = await commands_of(redis, lambda: joins_and_leaves(plane, "small", list_limit))
@@ -100,7 +100,7 @@ async def test_join_time_in_redis_does_not_grow_with_the_room(redis: Redis) -> N
     room of 5,000 stays within 2x of a room of 10 (the contract's bound for
     a whole join). Interleaved rounds, the fastest round of each counted, so
     a busy machine slows both or neither; a whole-room read would cost 10x."""
-    plane = Backplane(redis, prefix="time", presence_events_max=3)
+    plane = Backplane(StandaloneCommands(redis), prefix="time", presence_events_max=3)
     await fill(plane, "small", 10)
     await fill(plane, "big", 5_000)
 
@@ -124,7 +124,7 @@ async def test_join_time_in_redis_does_not_grow_with_the_room(redis: Redis) -> N
 async def test_listing_drops_profiles_of_users_who_left(redis: Redis) -> None:
     """An older gateway version's script removes a user without dropping
     its profile: the listing skips it, drops it, and counts it nowhere."""
-    plane = Backplane(redis, prefix="old")
+    plane = Backplane(StandaloneCommands(redis), prefix="old")
     await fill(plane, "r", 3)
     keys = plane.keys("r")
     await redis.hset(keys.presence_profiles, "ghost", user("ghost"))
@@ -136,7 +136,7 @@ async def test_listing_drops_profiles_of_users_who_left(redis: Redis) -> None:
 async def test_a_joiner_without_a_profile_is_listed(redis: Redis) -> None:
     """A connection an older gateway version added has no profile: when it
     joins again it is still listed first (and its profile is stored)."""
-    plane = Backplane(redis, prefix="old")
+    plane = Backplane(StandaloneCommands(redis), prefix="old")
     await fill(plane, "r", 3)
     keys = plane.keys("r")
     await redis.hdel(keys.presence_profiles, "u1")

@@ -17,16 +17,19 @@ A second signal skips the wait.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import re
 import socket
 import time
 from types import FrameType
+from urllib.parse import unquote_plus
 
 import uvicorn
 
 from switchboard.protocol.codes import CloseCode
 from switchboard_gateway.app import Gateway
+from switchboard_gateway.protocols import ServerGuard, protocol_classes
 
 log = logging.getLogger("switchboard.lifecycle")
 
@@ -35,17 +38,42 @@ SHUTDOWN_RESERVE_S = 1.0
 # Interpreter teardown after the event loop ends: kept out of DRAIN_TIMEOUT too.
 EXIT_MARGIN_S = 0.2
 
-_TOKEN = re.compile(r"(token=)[^&\s\"']+")
+
+# A query string in a log line (a request target); a JWT anywhere.
+_QUERY = re.compile(r"\?([^\s\"']*)")
+_JWT = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
+
+
+def _redact_query(match: re.Match[str]) -> str:
+    pairs = []
+    for pair in match.group(1).split("&"):
+        key, sep, _ = pair.partition("=")
+        # The gateway reads the token after percent-decoding the key
+        # (?tok%65n= is ?token=), so the redaction decodes it too.
+        if sep and unquote_plus(key).strip().lower() == "token":
+            pair = f"{key}=[redacted]"
+        pairs.append(pair)
+    return "?" + "&".join(pairs)
+
+
+def redact(text: str) -> str:
+    """`text` without tokens: the value of any query key that decodes to
+    ``token``, and anything shaped like a JWT."""
+    if "?" in text:
+        text = _QUERY.sub(_redact_query, text)
+    return _JWT.sub("[redacted]", text)
 
 
 class RedactTokens(logging.Filter):
     """uvicorn logs the WebSocket path with its query string, and browsers
-    pass the token there: never let it reach a log."""
+    pass the token there: never let it reach a log. Installed on the
+    handlers, so every logger's records pass through it."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        if "token=" in message:
-            record.msg, record.args = _TOKEN.sub(r"\1[redacted]", message), ()
+        redacted = redact(message)
+        if redacted != message:
+            record.msg, record.args = redacted, ()
         return True
 
 
@@ -104,13 +132,26 @@ class DrainingServer(uvicorn.Server):
             log.error("drain: shutdown still running at DRAIN_TIMEOUT; exiting anyway")
 
 
+def install_redaction() -> None:
+    """Put RedactTokens on every handler that may print a request line."""
+    redactor = RedactTokens()
+    for name in ("", "uvicorn", "uvicorn.error", "uvicorn.access"):
+        for handler in logging.getLogger(name).handlers:
+            if not any(isinstance(f, RedactTokens) for f in handler.filters):
+                handler.addFilter(redactor)
+
+
 def run(gateway: Gateway) -> None:
     settings = gateway.settings
+    # The protocols of uvicorn's choice (httptools, websockets-sansio), with
+    # the limits they lack (see protocols.py).
+    http_protocol, ws_protocol = protocol_classes(ServerGuard(settings, gateway.node.metrics))
     config = uvicorn.Config(
         gateway,
         host=settings.host,
         port=settings.port,
-        ws="websockets-sansio",  # measured cheapest per connection and per delivery
+        http=http_protocol,
+        ws=ws_protocol,  # websockets-sansio: measured cheapest per connection and per delivery
         ws_max_size=settings.max_frame_bytes,  # larger frames: close 1009
         ws_per_message_deflate=False,  # per-connection zlib state costs more than chat saves
         ws_ping_interval=settings.ws_ping_interval_s or None,
@@ -120,8 +161,10 @@ def run(gateway: Gateway) -> None:
         # Outside a drain (which sets its own from the deadline, see DrainingServer.shutdown).
         timeout_graceful_shutdown=max(1, int(settings.drain_timeout_s - settings.drain_notice_s)),
         proxy_headers=True,
+        forwarded_allow_ips=[
+            e if e == "*" else str(ipaddress.ip_network(e, strict=False)) for e in settings.forwarded_allow_ips
+        ],
         server_header=False,
     )
-    for name in ("uvicorn.error", "uvicorn.access"):
-        logging.getLogger(name).addFilter(RedactTokens())
+    install_redaction()  # after Config: it installs uvicorn's handlers
     DrainingServer(config, gateway).run()
