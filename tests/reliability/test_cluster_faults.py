@@ -253,11 +253,6 @@ async def test_failover_with_replica_durability_loses_no_acknowledged_message(
             await client.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs the node to call Broker.renew_epoch when a room's newest offset in Redis falls "
-    "below what it delivered (core helper, issue 8/9); remove this marker once that lands",
-)
 async def test_failover_that_loses_writes_never_reuses_an_offset(
     start_gateway, redis_cluster: RedisClusterProcess, token
 ) -> None:

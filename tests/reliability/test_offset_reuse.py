@@ -6,12 +6,17 @@ gateways notice by themselves, the room gets ONE new epoch, every member a
 
 from __future__ import annotations
 
+import pytest
 from redis.asyncio import Redis
 
 from switchboard.client import Client
 from switchboard.backplane.keys import RoomKeys
 
 from .conftest import assert_contiguous, collect_until, metric, offsets
+
+# Simulates the lost writes with a plain client on one Redis; the cluster
+# counterpart (a real failover that loses writes) is in test_cluster_faults.py.
+pytestmark = pytest.mark.single_redis
 
 
 async def lose_newest_writes(redis_url: str, prefix: str, room: str, keep: int) -> None:
