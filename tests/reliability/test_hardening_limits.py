@@ -218,8 +218,9 @@ async def test_a_hung_redis_gives_outcome_unknown_and_the_retry_is_safe(start_ga
     """A publish answered `unavailable` while Redis hung was stored after
     Redis woke up. Now: `outcome_unknown`, and the retry with the same
     client_msg_id gets the original answer, stored once. (Over the HTTP API:
-    a WebSocket publish first takes the user's token from Redis, and a hung
-    Redis fails that step, before anything is sent: `unavailable`, rightly.)"""
+    a WebSocket publish first takes the user's token from Redis; a hung Redis
+    fails that step and the connection's own bucket alone applies, so it
+    waits out two timeouts.)"""
     gw = start_gateway(NODE_ID="gw-a", redis=redis_server.url)
     auth = {"Authorization": f"Bearer {TEST_API_KEY}"}
     async with httpx.AsyncClient(base_url=gw.http_url, headers=auth, timeout=30) as http:

@@ -66,3 +66,24 @@ async def test_at_high_rates_tokens_are_taken_ahead_and_never_overspent() -> Non
     assert sum(rest) == 50
     held = a.credit[("alice", "publish")][0]
     assert held == 50 and sum(granted) + sum(rest) + held == 250  # held ones: spent by a, or lost; never extra
+
+
+async def test_an_unreachable_bucket_leaves_the_connection_budget_alone_in_charge() -> None:
+    """The user's bucket lives on one shard: while it fails over, publishes
+    to rooms on healthy shards must not be refused (the connection's own
+    bucket, taken first by the session, still limits the user)."""
+    from switchboard_gateway.broker import BrokerUnavailable
+
+    class Down(Counting):
+        async def take_tokens(self, *args: Any, **kwargs: Any) -> tuple[int, float]:
+            self.calls += 1
+            raise BrokerUnavailable("the shard is failing over")
+
+    hub = MemoryHub(
+        history_size=100, idempotency_window_s=120, presence_entry_lifetime_s=15, presence_events_max=200, clock=lambda: 1000.0
+    )
+    settings = Settings.from_env({"JWT_SECRET": SECRET, "REDIS_URL": "memory://", "PUBLISH_RATE": "1", "PUBLISH_BURST": "1"})
+    broker = Down(hub)
+    limits = UserLimits(broker, settings)
+    assert [await limits.publish_wait("alice") for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert broker.calls == 3  # asked every time: the bucket is used again once the shard is back

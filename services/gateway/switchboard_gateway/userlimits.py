@@ -15,7 +15,10 @@ Connection slots live SLOT_LIFETIME_S unless refreshed; this gateway
 refreshes its own every SLOT_REFRESH_S, so the slots of a gateway that died
 free themselves within a minute. If the backplane is down when a user
 connects, the connection is let in (fail open: it cannot publish anyway)
-and its slot is added by the next refresh.
+and its slot is added by the next refresh. Likewise, while the shard
+holding a user's bucket is unreachable, only each connection's own bucket
+limits that user (a failover of one shard must not refuse publishes to
+rooms on the others).
 """
 
 from __future__ import annotations
@@ -65,7 +68,13 @@ class UserLimits:
                 return 0.0
             del self.credit[key]
         want = max(1, min(burst, int(rate * CREDIT_S)))
-        taken, wait_s = await self.broker.take_tokens(f"u:{user_id}", action, rate, burst, want)
+        try:
+            taken, wait_s = await self.broker.take_tokens(f"u:{user_id}", action, rate, burst, want)
+        except BrokerUnavailable:
+            # The user's bucket lives on one shard (its own hash tag); while
+            # that shard fails over, only the connection's own bucket (taken
+            # first) limits the user: publishes to healthy shards go on.
+            return 0.0
         if taken == 0:
             return wait_s
         if taken > 1:
