@@ -6,6 +6,7 @@ JSON has its summary and ratios."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path

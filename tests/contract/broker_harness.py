@@ -142,6 +142,25 @@ async def ephemeral_barrier(c: Cluster, room: str) -> None:
         await rec.until(lambda rec=rec, n=n: sum(1 for e in rec.ephemeral if e == (room, marker)) > n)
 
 
+async def keys_with_prefix(url: str, prefix: str) -> list[bytes]:
+    """The test's keys, on one Redis or on every primary of a cluster."""
+    urls = split_urls(url)
+    if len(urls) == 1 and not await is_cluster_node(urls[0]):
+        redis = Redis.from_url(url)
+        try:
+            return [key async for key in redis.scan_iter(match=f"{prefix}:*", count=1000)]
+        finally:
+            await redis.aclose()
+    commands = ClusterCommands(urls)
+    try:
+        keys = []
+        for address in await commands.primaries():
+            keys += [key async for key in commands.node(address).redis.scan_iter(match=f"{prefix}:*", count=1000)]
+        return keys
+    finally:
+        await commands.close()
+
+
 async def delete_prefix(url: str, prefix: str) -> None:
     """Delete the test's keys, on one Redis or on every primary of a cluster
     (one DEL per key there: a cluster refuses multi-key commands across slots)."""

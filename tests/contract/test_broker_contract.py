@@ -7,7 +7,7 @@ import asyncio
 import json
 import time
 
-from broker_harness import Cluster, Recorder, delete_prefix, ephemeral_barrier, user_json
+from broker_harness import Cluster, Recorder, delete_prefix, ephemeral_barrier, keys_with_prefix, user_json
 
 from switchboard_harness import RedisProcess
 from switchboard.protocol.frames import MessageBody, User
@@ -166,15 +166,45 @@ async def test_read_modes(cluster: Cluster) -> None:
     await check("last", 0, 0, [])
 
 
-async def test_read_creates_a_stable_epoch(cluster: Cluster) -> None:
+async def test_reads_create_no_epoch(cluster: Cluster) -> None:
+    """A read of an unknown room writes nothing (history/join of made-up
+    names must not leave keys behind): its epoch is "" until a publish."""
     c = cluster
     assert await c.a.positions(["fresh"]) == {"fresh": (None, 0)}
-    snap = await c.a.read_last("fresh", 10)
-    assert snap.epoch and (snap.top, snap.first, snap.frames) == (0, 0, [])
-    assert (await c.b.position("fresh")).epoch == snap.epoch
-    assert await c.b.positions(["fresh"]) == {"fresh": (snap.epoch, 0)}
+    for snap in (
+        await c.a.read_last("fresh", 10),
+        await c.a.read_after("fresh", 0, 10),
+        await c.a.read_before("fresh", 5, 10),
+        await c.b.position("fresh"),
+    ):
+        assert (snap.epoch, snap.top, snap.first, snap.frames) == ("", 0, 0, [])
+    assert await c.b.positions(["fresh"]) == {"fresh": (None, 0)}
     result = await c.b.publish("fresh", body("first"), None)
+    assert result.offset == 1 and result.epoch
+    assert (await c.a.position("fresh")).epoch == result.epoch
+
+
+async def test_catch_up_creates_a_stable_epoch_adopted_by_publish(cluster: Cluster) -> None:
+    c = cluster
+    snap = await c.a.catch_up("made", 0, 10)
+    assert snap.epoch and (snap.top, snap.first, snap.frames) == (0, 0, [])
+    assert (await c.b.catch_up("made", 0, 10)).epoch == snap.epoch
+    assert (await c.b.position("made")).epoch == snap.epoch
+    assert await c.b.positions(["made"]) == {"made": (snap.epoch, 0)}
+    result = await c.b.publish("made", body("first"), None)
     assert (result.offset, result.epoch) == (1, snap.epoch)
+
+
+async def test_offsets_up_to_2_53_are_read_as_integers(cluster: Cluster) -> None:
+    """Lua prints numbers >= 1e14 as "1e+14"; stream ids must stay digits."""
+    c = cluster
+    for i in range(3):
+        await c.a.publish("big", body(f"t{i}"), None)
+    for offset in (10**14, 2**53 - 1):
+        after = await c.a.read_after("big", offset, 10)
+        assert (after.top, after.frames) == (3, [])
+        before = await c.a.read_before("big", offset, 10)
+        assert frame_offsets(before.frames) == [1, 2, 3]
 
 
 async def test_history_is_capped(cluster: Cluster) -> None:
@@ -361,6 +391,84 @@ async def test_room_names_with_every_allowed_character(cluster: Cluster) -> None
         assert rec.messages[0][:3] == (room, 1, result.epoch)
         assert json.loads(rec.messages[0][4])["room"] == room
         assert rec.ephemeral[0][0] == room
+
+
+# --- per-subject limits: token buckets and slots, shared by every gateway ------------------------------
+
+
+async def _let_time_pass(c: Cluster, seconds: float) -> None:
+    """The memory hub runs on the fake clock; the Redis scripts on Redis's own."""
+    if c.kind == "memory":
+        c.clock.advance(seconds)
+    else:
+        await asyncio.sleep(seconds)
+
+
+async def test_token_bucket_is_shared_by_gateways(cluster: Cluster) -> None:
+    c = cluster
+    rate, burst = 20.0, 3
+
+    async def take(broker: Broker, subject: str = "u:alice", action: str = "publish", want: int = 1) -> tuple[int, float]:
+        return await broker.take_tokens(subject, action, rate, burst, want)
+
+    assert [await take(b) for b in (c.a, c.b, c.a)] == [(1, 0.0)] * 3
+    taken, wait = await take(c.b)  # the other gateway: the same bucket
+    assert taken == 0 and 0 < wait <= 1 / rate + 0.002
+    # Other subjects and other actions have buckets of their own.
+    assert await take(c.a, "u:bob") == (1, 0.0)
+    assert await take(c.a, action="typing") == (1, 0.0)
+    await _let_time_pass(c, wait + 0.01)
+    assert await take(c.a) == (1, 0.0)
+    assert (await take(c.a))[0] == 0
+
+
+async def test_tokens_taken_ahead_never_exceed_the_bucket(cluster: Cluster) -> None:
+    c = cluster
+    assert await c.a.take_tokens("u:carol", "publish", 10.0, 5, 3) == (3, 0.0)
+    assert await c.b.take_tokens("u:carol", "publish", 10.0, 5, 3) == (2, 0.0)  # only two were left
+    taken, wait = await c.a.take_tokens("u:carol", "publish", 10.0, 5, 3)
+    assert taken == 0 and 0 < wait <= 0.1 + 0.002
+
+
+async def test_slots_are_limited_across_gateways(cluster: Cluster) -> None:
+    c = cluster
+    assert await c.a.claim_slot("u:alice", "gw1-1", 2, 30)
+    assert await c.b.claim_slot("u:alice", "gw2-1", 2, 30)
+    assert not await c.b.claim_slot("u:alice", "gw2-2", 2, 30)
+    assert await c.a.claim_slot("u:alice", "gw1-1", 2, 30)  # a slot already held: still granted
+    assert await c.a.claim_slot("u:bob", "gw1-2", 2, 30)
+    await c.a.release_slot("u:alice", "gw1-1")
+    assert await c.b.claim_slot("u:alice", "gw2-2", 2, 30)
+    assert not await c.a.claim_slot("u:alice", "gw1-3", 2, 30)
+
+
+async def test_slots_of_a_dead_gateway_expire_unless_refreshed(cluster: Cluster) -> None:
+    c = cluster
+    assert await c.a.claim_slot("u:carol", "dead-1", 2, 0.3)
+    assert await c.b.claim_slot("u:carol", "live-1", 2, 0.3)
+    await c.b.refresh_slots("u:carol", ["live-1"], 5)
+    await _let_time_pass(c, 0.4)
+    assert await c.b.claim_slot("u:carol", "live-2", 2, 5)  # dead-1 expired, live-1 was kept
+    assert not await c.b.claim_slot("u:carol", "live-3", 2, 5)
+
+
+async def test_redis_reads_of_unknown_rooms_write_no_keys(redis_url: str, redis_prefix: str) -> None:
+    broker = RedisBroker(redis_url, prefix=redis_prefix)
+    events = Recorder("reads")
+    try:
+        await broker.start(events)
+        for n in range(20):
+            room = f"made-up-{n}"
+            await broker.position(room)
+            await broker.read_last(room, 50)
+            await broker.read_before(room, 10, 50)
+            await broker.read_after(room, 0, 50)
+            await broker.presence_members(room, 100)
+            await broker.positions([room])
+        assert await keys_with_prefix(redis_url, redis_prefix) == []
+    finally:
+        await broker.close()
+        await delete_prefix(redis_url, redis_prefix)
 
 
 # --- RedisBroker only: its own subscription connection ----------------------------------------------

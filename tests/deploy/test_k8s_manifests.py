@@ -71,12 +71,31 @@ def test_manifest_is_valid(path: Path, doc: dict[str, Any]) -> None:
         pytest.fail(f"{path.name}: {doc['kind']}/{doc['metadata']['name']}: {exc.message} at {list(exc.path)}")
 
 
-def test_kustomization_lists_every_manifest() -> None:
+def test_kustomization_lists_every_manifest_but_the_examples() -> None:
     kust = yaml.safe_load((K8S / "kustomization.yaml").read_text())
     assert kust["kind"] == "Kustomization"
     listed = set(kust["resources"])
     present = {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml"}
-    assert listed == present, f"kustomization resources {sorted(listed)} != files {sorted(present)}"
+    examples = {name for name in present if name.endswith(".example.yaml")}
+    assert listed == present - examples, f"kustomization resources {sorted(listed)} != files {sorted(present)}"
+
+
+def test_no_secret_is_applied_from_the_repository() -> None:
+    """`kubectl apply -k` deployed the public demo JWT_SECRET and API_KEY:
+    the operator creates the Secret (docs/deploy.md), the gateway refuses the
+    example's values, and the Deployment reads the operator's Secret."""
+    kust = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+    applied = [doc for name in kust["resources"] for doc in _docs(K8S / name)]
+    assert not [d for d in applied if d["kind"] == "Secret"]
+    example = _by_kind("Secret", "switchboard-secrets")
+    from switchboard_gateway.settings import KNOWN_DEMO_SECRETS
+
+    assert set(example["stringData"].values()) <= KNOWN_DEMO_SECRETS
+    dep = _by_kind("Deployment", "gateway")
+    (gw,) = [c for c in dep["spec"]["template"]["spec"]["containers"] if c["name"] == "gateway"]
+    refs = {v["valueFrom"]["secretKeyRef"]["name"] for v in gw["env"] if "secretKeyRef" in v.get("valueFrom", {})}
+    assert refs == {"switchboard-secrets"}
+    assert "kubectl -n switchboard create secret generic switchboard-secrets" in (K8S / "kustomization.yaml").read_text()
 
 
 def test_expected_kinds_present() -> None:

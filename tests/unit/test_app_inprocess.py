@@ -83,11 +83,16 @@ def test_good_token_gets_welcome_then_chat(client: TestClient) -> None:
         joined = ws.receive_json()
         assert joined["type"] == "joined" and joined["id"] == 1 and joined["recovered"] is None
         assert joined["offset"] == 0 and joined["messages"] == []
+        # A room without history has no epoch yet: the join wrote nothing.
+        assert joined["epoch"] is None
         assert joined["presence"] == [{"user": {"id": "alice", "name": "Alice"}, "connections": 1}]
         ws.send_json({"type": "publish", "id": 2, "room": "lobby", "text": "hi"})
         got = {frame["type"]: frame for frame in (ws.receive_json(), ws.receive_json())}
-        assert got["ack"] == {"type": "ack", "id": 2, "room": "lobby", "offset": 1, "epoch": joined["epoch"]}
+        epoch = got["ack"]["epoch"]
+        assert epoch and got["ack"] == {"type": "ack", "id": 2, "room": "lobby", "offset": 1, "epoch": epoch}
+        # The first publish created the epoch; the member adopts it, no reset.
         assert got["message"]["text"] == "hi" and got["message"]["offset"] == 1
+        assert got["message"]["epoch"] == epoch
         ws.send_text("not json")
         error = ws.receive_json()
         assert error["type"] == "error" and error["code"] == "bad_request" and "id" not in error

@@ -499,3 +499,52 @@ def test_a_room_ahead_in_history_for_two_checks_catches_up() -> None:
     assert room.request is None
     room.on_position(Probe(E1, 1), E1, 2)  # still not delivered: it was lost
     assert isinstance(room.request, ReadAfter) and out.events == [RoomEvent.CATCH_UP]
+
+
+# --- a room without history: the first epoch is adopted, not a reset -------------------
+
+
+def test_a_room_without_history_adopts_its_first_epoch_without_reset() -> None:
+    room, out = make_room(epoch="", top=0)  # reads create no epoch: "" until the first publish
+    live(room, E1, 1)  # an epoch the room has not read yet: it asks
+    request = room.request
+    assert isinstance(request, ReadAfter) and (request.after, request.epoch) == (0, "")
+    answer(room, history(E1, 1, 1))
+    assert out.got["m"] == frames_of(E1, 1, 1)  # no "reset:e1" before it
+    assert RoomEvent.RESET not in out.events
+    assert (room.phase, room.epoch, room.last) == (Phase.LIVE, E1, 1)
+    live(room, E1, 2)
+    assert out.got["m"] == frames_of(E1, 1, 2)
+
+
+def test_joiners_of_a_room_without_history_adopt_the_first_epoch_too() -> None:
+    room, out = make_room(epoch="", top=0, members=())
+    room.park("early")  # parked before the first publish, its snapshot shows no epoch
+    live(room, E1, 1)
+    answer(room, history(E1, 1, 1))
+    assert room.admit("early", "", 0)
+    assert out.got["early"] == frames_of(E1, 1, 1)  # adopted silently, then the message
+    # a joiner whose snapshot has the epoch before the room's read does
+    room2, out2 = make_room(epoch="", top=0, members=())
+    room2.park("j")
+    assert room2.admit("j", E1, 1)
+    assert room2.request is not None  # an epoch the room has not seen: it reads
+    answer(room2, history(E1, 2, 1))
+    assert out2.got["j"] == [frame(E1, 2)] and "reset:e1" not in out2.got["j"]
+
+
+def test_an_empty_position_check_does_not_catch_up_a_room_without_history() -> None:
+    room, out = make_room(epoch="", top=0)
+    probe = room.probe()
+    assert probe is not None
+    room.on_position(probe, None, 0)  # the backplane has nothing for the room: in step
+    assert room.request is None and out.events == []
+
+
+def test_a_room_that_had_an_epoch_still_resets_when_history_is_lost() -> None:
+    room, out = make_room(epoch=E1, top=2)
+    live(room, E2, 1)
+    answer(room, history(E2, 1, 1))  # reset; its frames follow the old offset: read again
+    answer(room, history(E2, 1, 1))
+    assert out.got["m"] == ["reset:e2", frame(E2, 1)]
+    assert RoomEvent.RESET in out.events

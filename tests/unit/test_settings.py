@@ -4,6 +4,7 @@ secret's value); the process exits 2 with one clear line."""
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -208,3 +209,114 @@ def test_process_exits_2_with_one_line(env: dict[str, str], variable: str) -> No
     assert variable in lines[0]
     assert "Traceback" not in done.stderr
     assert "too-short-secret" not in done.stderr + done.stdout
+
+
+# --- the hardening settings (docs/security.md) ------------------------------------------------
+
+
+def test_hardening_defaults() -> None:
+    s = load()
+    assert s.demo_mode is False and s.max_token_lifetime_s == 86400
+    assert s.guest_rooms == ("lobby", "general", "random") and s.guest_reserved_names == ()
+    assert s.guest_mints_per_minute == 10
+    assert (s.max_connections, s.max_connections_per_ip, s.max_connections_per_user) == (10000, 100, 20)
+    assert s.forwarded_allow_ips == ("127.0.0.1", "::1")
+    assert (s.http_request_timeout_s, s.max_header_bytes) == (10, 16384)
+    assert (s.frame_rate, s.frame_burst, s.typing_rate, s.typing_burst) == (50, 100, 1, 5)
+
+
+def test_hardening_values_are_parsed() -> None:
+    s = load(
+        GUEST_ROOMS=" lobby , team-* ,",
+        GUEST_RESERVED_NAMES="Ada Lovelace, ops",
+        FORWARDED_ALLOW_IPS="10.0.0.0/8, 192.168.1.7",
+        MAX_CONNECTIONS_PER_USER="0",
+        MAX_TOKEN_LIFETIME="0",
+    )
+    assert s.guest_rooms == ("lobby", "team-*") and s.guest_reserved_names == ("Ada Lovelace", "ops")
+    assert s.forwarded_allow_ips == ("10.0.0.0/8", "192.168.1.7")
+    assert s.max_connections_per_user == 0 and s.max_token_lifetime_s == 0
+    assert load(FORWARDED_ALLOW_IPS="*").forwarded_allow_ips == ("*",)
+    assert load(FORWARDED_ALLOW_IPS="").forwarded_allow_ips == ()
+    assert load(GUEST_ROOMS="*").guest_rooms == ("*",)
+
+
+@pytest.mark.parametrize(
+    ("env", "value"),
+    [
+        ("GUEST_ROOMS", ""),
+        ("GUEST_ROOMS", "lobby,a b"),
+        ("GUEST_ROOMS", "x{y}"),
+        ("FORWARDED_ALLOW_IPS", "proxy.example"),
+        ("FORWARDED_ALLOW_IPS", "10.0.0.0/33"),
+        ("MAX_CONNECTIONS", "0"),
+        ("MAX_CONNECTIONS_PER_IP", "-1"),
+        ("MAX_CONNECTIONS_PER_USER", "-1"),
+        ("MAX_HEADER_BYTES", "100"),
+        ("HTTP_REQUEST_TIMEOUT", "0"),
+        ("MAX_TOKEN_LIFETIME", "-5"),
+        ("FRAME_RATE", "0"),
+        ("TYPING_BURST", "0"),
+        ("GUEST_MINTS_PER_MINUTE", "0"),
+        ("DEMO_MODE", "perhaps"),
+        ("ALLOWED_ORIGINS", "chat.example"),
+        ("ALLOWED_ORIGINS", "https://chat.example/app"),
+        ("ALLOWED_ORIGINS", "ftp://chat.example"),
+        ("ALLOWED_ORIGINS", "null"),
+    ],
+)
+def test_bad_hardening_value_names_its_variable(env: str, value: str) -> None:
+    message = error_of(**{env: value})
+    assert message.startswith(f"{env}=") and "\n" not in message
+
+
+def test_allowed_origins_are_normalised() -> None:
+    s = load(ALLOWED_ORIGINS="HTTPS://Chat.Example:443/, http://LOCALHOST:80, https://chat.example, http://h:8080/")
+    assert s.allowed_origins == ("https://chat.example", "http://localhost", "http://h:8080")
+    assert load(ALLOWED_ORIGINS="https://[::1]:8443").allowed_origins == ("https://[::1]:8443",)
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"JWT_SECRET": "change-me-demo-secret-0123456789abcdef"},
+        {"API_KEY": "change-me-demo-api-key"},
+        {"JWT_SECRET": "dev-only-secret-change-me-0123456789"},
+    ],
+)
+def test_published_demo_secrets_are_refused_unless_demo_mode(env: dict[str, str]) -> None:
+    (name, value), = env.items()
+    message = error_of(**env)
+    assert name in message and "DEMO_MODE" in message and value not in message
+    assert load(DEMO_MODE="true", **env).demo_mode is True
+
+
+def test_every_published_demo_secret_is_known() -> None:
+    """The secrets written in the repository's demo files are the ones refused."""
+    from switchboard_gateway.settings import KNOWN_DEMO_SECRETS
+
+    root = os.path.join(os.path.dirname(__file__), "..", "..")
+    published = set()
+    for path, pattern in (
+        ("docker-compose.yml", r"(?:JWT_SECRET|API_KEY):-([^}]+)\}"),
+        ("deploy/k8s/secret.example.yaml", r"(?:JWT_SECRET|API_KEY): (\S+)"),
+        ("scripts/dev", r"JWT_SECRET:-([^}]+)\}"),
+    ):
+        with open(os.path.join(root, path)) as f:
+            found = re.findall(pattern, f.read())
+        assert found, path
+        published.update(found)
+    assert published <= KNOWN_DEMO_SECRETS
+
+
+def test_guest_tokens_must_fit_the_max_lifetime() -> None:
+    message = error_of(GUEST_TOKEN_TTL="7200", MAX_TOKEN_LIFETIME="3600")
+    assert "GUEST_TOKEN_TTL" in message and "MAX_TOKEN_LIFETIME" in message
+    assert load(GUEST_TOKEN_TTL="7200", MAX_TOKEN_LIFETIME="0").guest_token_ttl_s == 7200
+
+
+def test_the_process_refuses_the_demo_secret_with_one_line() -> None:
+    done = run_main({"JWT_SECRET": "change-me-demo-secret-0123456789abcdef", "REDIS_URL": "memory://"})
+    assert done.returncode == 2, done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert "JWT_SECRET" in line and "DEMO_MODE" in line and "change-me" not in line

@@ -11,9 +11,11 @@ from starlette.types import Receive, Scope, Send
 from switchboard_gateway.broker import Broker, create_broker
 from switchboard_gateway.metrics import Metrics
 from switchboard_gateway.node import Node
+from switchboard_gateway.routes.headers import SecurityHeaders
 from switchboard_gateway.routes.http import build_routes
 from switchboard_gateway.routes.websocket import WebSocketEndpoint
 from switchboard_gateway.settings import Settings
+from switchboard_gateway.userlimits import UserLimits
 
 
 class Gateway:
@@ -23,15 +25,22 @@ class Gateway:
     def __init__(self, settings: Settings, broker: Broker | None = None) -> None:
         self.settings = settings
         self.node = Node(settings, broker or create_broker(settings), Metrics())
-        self.websocket = WebSocketEndpoint(self.node)
-        self.http = Starlette(routes=build_routes(self.node), lifespan=self._lifespan)
+        self.limits = UserLimits(self.node.broker, settings)
+        self.websocket = WebSocketEndpoint(self.node, self.limits)
+        starlette = Starlette(routes=build_routes(self.node), lifespan=self._lifespan)
+        # "/static" would redirect to "/static/" with a Location built from
+        # the Host header: no redirects at all (a wrong path is a 404).
+        starlette.router.redirect_slashes = False
+        self.http = SecurityHeaders(starlette)
 
     @contextlib.asynccontextmanager
     async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
         await self.node.start()
+        await self.limits.start()
         try:
             yield
         finally:
+            await self.limits.stop()
             await self.node.stop()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -1,12 +1,11 @@
-"""Tokens: verify a client's JWT, issue guest tokens, check room permission.
+"""Tokens: verify a client's JWT, check room permission, compare API keys.
 
-Pure functions: no I/O, no Starlette.
+Pure functions: no I/O, no Starlette. Guest tokens are made in ``guests``.
 """
 
 from __future__ import annotations
 
-import re
-import secrets
+import hmac
 import time
 from dataclasses import dataclass
 
@@ -15,7 +14,9 @@ import jwt
 from switchboard.protocol.names import room_allowed
 
 _ALGORITHMS = ["HS256"]
-_GUEST_NAME = re.compile(r"^[\w .'-]{1,32}$")
+# A `rooms` claim is the app's, but it is matched on every join: bounded.
+MAX_ROOM_PATTERNS = 256
+MAX_ROOM_PATTERN_CHARS = 256
 
 
 class AuthError(Exception):
@@ -33,24 +34,37 @@ class Principal:
         return room_allowed(room, self.rooms)
 
 
-def verify_token(token: str | None, secret: str, now: float | None = None) -> Principal:
+def verify_token(
+    token: str | None, secret: str, now: float | None = None, max_lifetime_s: float = 0.0
+) -> Principal:
+    """The principal of a valid token. With `max_lifetime_s` > 0 (the
+    gateway's MAX_TOKEN_LIFETIME), `exp` is required and may lie at most that
+    far in the future: a leaked token is not valid forever."""
     if not token:
         raise AuthError("missing token")
+    require = ["sub", "exp"] if max_lifetime_s > 0 else ["sub"]
     try:
         claims = jwt.decode(
             token,
             secret,
             algorithms=_ALGORITHMS,
-            options={"require": ["sub"], "verify_exp": False},
+            options={"require": require, "verify_exp": False},
         )
+    except jwt.MissingRequiredClaimError as exc:
+        raise AuthError(f"invalid token: {exc}") from None
     except jwt.PyJWTError as exc:
         raise AuthError(f"invalid token: {exc}") from None
+    now = time.time() if now is None else now
     exp = claims.get("exp")
+    if exp is None and max_lifetime_s > 0:
+        raise AuthError('invalid token: the "exp" claim is required')
     if exp is not None:
         if not isinstance(exp, (int, float)) or isinstance(exp, bool):
             raise AuthError("invalid token: exp is not a number")
-        if exp <= (time.time() if now is None else now):
+        if exp <= now:
             raise AuthError("token expired")
+        if max_lifetime_s > 0 and exp - now > max_lifetime_s:
+            raise AuthError("invalid token: exp is further away than MAX_TOKEN_LIFETIME")
     sub = claims["sub"]
     if not isinstance(sub, str) or not sub:
         raise AuthError("invalid token: sub must be a non-empty string")
@@ -61,18 +75,20 @@ def verify_token(token: str | None, secret: str, now: float | None = None) -> Pr
     if rooms is not None:
         if not isinstance(rooms, list) or not all(isinstance(r, str) for r in rooms):
             raise AuthError("invalid token: rooms must be a list of strings")
+        if len(rooms) > MAX_ROOM_PATTERNS or any(len(r) > MAX_ROOM_PATTERN_CHARS for r in rooms):
+            raise AuthError(
+                f"invalid token: rooms holds at most {MAX_ROOM_PATTERNS} patterns of {MAX_ROOM_PATTERN_CHARS} characters"
+            )
         rooms = tuple(rooms)
     return Principal(sub, name[:64], rooms, float(exp) if exp is not None else None)
 
 
-def valid_guest_name(name: object) -> bool:
-    return isinstance(name, str) and _GUEST_NAME.match(name.strip()) is not None
+def bearer_matches(header: str | None, key: str | None) -> bool:
+    """True when an ``Authorization`` header carries ``Bearer <key>``.
 
-
-def issue_guest_token(name: str, secret: str, ttl_s: float) -> tuple[str, Principal]:
-    """A short-lived token for a guest; the id is ``guest:<name>-<random>``."""
-    name = name.strip()
-    user_id = f"guest:{name}-{secrets.token_hex(3)}"
-    expires_at = int(time.time() + ttl_s)
-    token = jwt.encode({"sub": user_id, "name": name, "exp": expires_at}, secret, algorithm="HS256")
-    return token, Principal(user_id, name, None, float(expires_at))
+    Compared as bytes: ``hmac.compare_digest`` raises TypeError on non-ASCII
+    str, and a header may hold any latin-1 byte."""
+    if not key or not header or header[:7].lower() != "bearer ":
+        return False
+    given = header[7:].strip().encode("latin-1", "replace")
+    return hmac.compare_digest(given, key.encode())

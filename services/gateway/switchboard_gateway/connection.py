@@ -40,6 +40,8 @@ class Connection:
         "rooms",
         "out",
         "bucket",
+        "frame_bucket",
+        "typing_bucket",
         "errors",
         "closing",
         "_send",
@@ -57,6 +59,10 @@ class Connection:
         *,
         rate: float,
         burst: int,
+        frame_rate: float,
+        frame_burst: int,
+        typing_rate: float,
+        typing_burst: int,
         abuse_errors: int,
         queue_max: int,
         queue_max_bytes: int,
@@ -69,7 +75,12 @@ class Connection:
         self.user_json = codec.encode_bytes(self.user)
         self.rooms: set[str] = set()
         self.out = Outbound(send, self._slow, queue_max, queue_max_bytes, fast_path)
-        self.bucket = TokenBucket(rate, burst, time.monotonic())
+        now = time.monotonic()
+        self.bucket = TokenBucket(rate, burst, now)  # publishes (and, cluster-wide, per user)
+        # Every frame, whatever its type, costs one token; never tighter
+        # than the publish budget, or PUBLISH_RATE could not be reached.
+        self.frame_bucket = TokenBucket(max(frame_rate, rate), max(frame_burst, burst), now)
+        self.typing_bucket = TokenBucket(typing_rate, typing_burst, now)
         self.errors = ErrorWindow(abuse_errors)
         self.closing = False
         self._send = send

@@ -17,11 +17,13 @@ A second signal skips the wait.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import re
 import socket
 import time
 from types import FrameType
+from urllib.parse import unquote_plus
 
 import uvicorn
 from starlette.types import ASGIApp
@@ -29,6 +31,7 @@ from starlette.types import ASGIApp
 from switchboard.protocol.codes import CloseCode
 from switchboard_gateway.app import Gateway
 from switchboard_gateway.keepalive import GatewayWebSocketProtocol
+from switchboard_gateway.protocols import ServerGuard, protocol_classes
 from switchboard_gateway.settings import Settings
 
 log = logging.getLogger("switchboard.lifecycle")
@@ -38,17 +41,42 @@ SHUTDOWN_RESERVE_S = 1.0
 # Interpreter teardown after the event loop ends: kept out of DRAIN_TIMEOUT too.
 EXIT_MARGIN_S = 0.2
 
-_TOKEN = re.compile(r"(token=)[^&\s\"']+")
+
+# A query string in a log line (a request target); a JWT anywhere.
+_QUERY = re.compile(r"\?([^\s\"']*)")
+_JWT = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
+
+
+def _redact_query(match: re.Match[str]) -> str:
+    pairs = []
+    for pair in match.group(1).split("&"):
+        key, sep, _ = pair.partition("=")
+        # The gateway reads the token after percent-decoding the key
+        # (?tok%65n= is ?token=), so the redaction decodes it too.
+        if sep and unquote_plus(key).strip().lower() == "token":
+            pair = f"{key}=[redacted]"
+        pairs.append(pair)
+    return "?" + "&".join(pairs)
+
+
+def redact(text: str) -> str:
+    """`text` without tokens: the value of any query key that decodes to
+    ``token``, and anything shaped like a JWT."""
+    if "?" in text:
+        text = _QUERY.sub(_redact_query, text)
+    return _JWT.sub("[redacted]", text)
 
 
 class RedactTokens(logging.Filter):
     """uvicorn logs the WebSocket path with its query string, and browsers
-    pass the token there: never let it reach a log."""
+    pass the token there: never let it reach a log. Installed on the
+    handlers, so every logger's records pass through it."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        if "token=" in message:
-            record.msg, record.args = _TOKEN.sub(r"\1[redacted]", message), ()
+        redacted = redact(message)
+        if redacted != message:
+            record.msg, record.args = redacted, ()
         return True
 
 
@@ -107,16 +135,31 @@ class DrainingServer(uvicorn.Server):
             log.error("drain: shutdown still running at DRAIN_TIMEOUT; exiting anyway")
 
 
-def make_config(app: ASGIApp, settings: Settings) -> uvicorn.Config:
+def install_redaction() -> None:
+    """Put RedactTokens on every handler that may print a request line."""
+    redactor = RedactTokens()
+    for name in ("", "uvicorn", "uvicorn.error", "uvicorn.access"):
+        for handler in logging.getLogger(name).handlers:
+            if not any(isinstance(f, RedactTokens) for f in handler.filters):
+                handler.addFilter(redactor)
+
+
+def make_config(app: ASGIApp, settings: Settings, guard: ServerGuard | None = None) -> uvicorn.Config:
     """uvicorn's configuration for the gateway (the fast path in ``wire``
-    relies on the WebSocket implementation chosen here)."""
+    relies on the WebSocket implementation chosen here). With a `guard`,
+    the protocols carry the limits uvicorn lacks (protocols.py)."""
+    if guard is not None:
+        http_protocol, ws_protocol = protocol_classes(guard)
+        extra: dict[str, object] = {"http": http_protocol, "ws": ws_protocol}
+    else:
+        extra = {"ws": GatewayWebSocketProtocol}
     return uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
         # uvicorn's websockets-sansio (measured cheapest per connection and per
         # delivery) with a pong deadline that tolerates busy peers (keepalive.py).
-        ws=GatewayWebSocketProtocol,
+        **extra,  # type: ignore[arg-type]
         ws_max_size=settings.max_frame_bytes,  # larger frames: close 1009
         ws_per_message_deflate=False,  # per-connection zlib state costs more than chat saves
         ws_ping_interval=settings.ws_ping_interval_s or None,
@@ -126,12 +169,14 @@ def make_config(app: ASGIApp, settings: Settings) -> uvicorn.Config:
         # Outside a drain (which sets its own from the deadline, see DrainingServer.shutdown).
         timeout_graceful_shutdown=max(1, int(settings.drain_timeout_s - settings.drain_notice_s)),
         proxy_headers=True,
+        forwarded_allow_ips=[
+            e if e == "*" else str(ipaddress.ip_network(e, strict=False)) for e in settings.forwarded_allow_ips
+        ],
         server_header=False,
     )
 
 
 def run(gateway: Gateway) -> None:
-    config = make_config(gateway, gateway.settings)
-    for name in ("uvicorn.error", "uvicorn.access"):
-        logging.getLogger(name).addFilter(RedactTokens())
+    config = make_config(gateway, gateway.settings, ServerGuard(gateway.settings, gateway.node.metrics))
+    install_redaction()  # after Config: it installs uvicorn's handlers
     DrainingServer(config, gateway).run()

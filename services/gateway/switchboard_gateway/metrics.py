@@ -54,3 +54,16 @@ class Metrics:
         )
         self.recoveries = Counter("switchboard_recoveries", "Joins with since, by outcome.", ["recovered"], registry=r)
         self.broker_available = Gauge("switchboard_broker_available", "1 while the backplane is reachable.", registry=r)
+        # Hardening (docs/security.md): what the limits refused or cut off.
+        self.refused = Counter(
+            "switchboard_refused_connections",
+            "Connections refused by a limit, by reason (total, address, user).",
+            ["reason"],
+            registry=r,
+        )
+        self.aborted = Counter(
+            "switchboard_aborted_transports",
+            "Sockets dropped by the server layer, by reason (header_size, request_timeout, ping_flood, write_buffer, close_grace).",
+            ["reason"],
+            registry=r,
+        )

@@ -215,7 +215,7 @@ class Node:
                 id=frame.id,
                 room=frame.room,
                 offset=snapshot.top,
-                epoch=snapshot.epoch,
+                epoch=snapshot.epoch or None,  # null until the room's first publish
                 recovered=recovered,
                 messages=[msgspec.Raw(f) for f in snapshot.frames],
                 presence=members_of(page),
@@ -232,7 +232,7 @@ class Node:
             gap_free = since.offset == snap.top or (
                 snap.first == since.offset + 1 and snap.first + len(snap.frames) - 1 == snap.top
             )
-            recovered = snap.epoch == since.epoch and since.offset <= snap.top and gap_free
+            recovered = snap.epoch == (since.epoch or "") and since.offset <= snap.top and gap_free
             self.metrics.recoveries.labels(recovered=str(recovered).lower()).inc()
             if recovered:
                 return snap, True
@@ -265,7 +265,7 @@ class Node:
             snap = await self.broker.read_before(room, before, limit)
         else:
             snap = await self.broker.read_last(room, limit)
-        return frames.HistoryPage(room=room, epoch=snap.epoch, messages=[msgspec.Raw(f) for f in snap.frames])
+        return frames.HistoryPage(room=room, epoch=snap.epoch or None, messages=[msgspec.Raw(f) for f in snap.frames])
 
     async def presence(self, room: str, limit: int) -> frames.PresenceList:
         """The user count and up to `limit` users (the ``presence`` reply)."""
@@ -359,7 +359,9 @@ class Node:
             while self.rooms.get(link.name) is link and (request := core.request) is not None:
                 try:
                     if isinstance(request, ReadAfter):
-                        snap = await self.broker.read_after(link.name, request.after, self.settings.history_size)
+                        # catch_up, not read_after: if history was lost, members
+                        # learn the new epoch now, not at the next publish.
+                        snap = await self.broker.catch_up(link.name, request.after, self.settings.history_size)
                         core.on_read(request, snap)
                     else:
                         snap = await self.broker.renew_epoch(link.name, request.stale_epoch)

@@ -35,6 +35,10 @@ How the room keeps it:
   the room had delivered when it parked -- its newest writes were lost (a
   failover), so the room asks for ``RenewEpoch`` (``RENEWING``): a fresh
   epoch, and ``reset`` for everyone, as after a Redis restart.
+- No epoch yet: reads create nothing, so a room without history has the
+  epoch ``""`` (offset 0) until its first publish creates one. That first
+  epoch is *adopted* -- by the room, a parked joiner or one ahead -- without
+  a ``reset``: nothing was lost, the members simply had no epoch before.
 - Joining: a joiner is *parked* while the node reads its snapshot; what the
   room delivers meanwhile is buffered. ``admit`` then sends it what follows
   its snapshot position. A joiner whose snapshot is ahead of the room (pub/sub
@@ -161,6 +165,12 @@ class _View:
         self.stale = stale  # its snapshot shows reused offsets: it waits for the reset
 
 
+def _adopts(epoch: str, last: int) -> bool:
+    """A position without an epoch (the room had no history) takes the first
+    epoch as its own: no ``reset``, nothing was lost."""
+    return epoch == "" and last == 0
+
+
 class Room(Generic[M]):
     def __init__(self, output: RoomOutput[M], *, backlog_max: int) -> None:
         self._output = output
@@ -231,13 +241,13 @@ class Room(Generic[M]):
 
     def on_position(self, probe: Probe, epoch: str | None, top: int) -> None:
         """The backplane's (epoch, newest offset), read after `probe` was
-        taken; epoch None when the room has no history there."""
+        taken; epoch None (or "") when the room has no history there."""
         if self.phase is not Phase.LIVE or probe.epoch != self.epoch:
             return  # the room moved on meanwhile
-        if epoch != self.epoch:
+        if (epoch or "") != self.epoch:
             self.catch_up()  # the read tells which epoch is current
         elif top < probe.last:
-            self._renew(epoch)
+            self._renew(self.epoch)  # == epoch here
         else:
             # Pub/sub may lag a read, so a top ahead of `last` is normal; one
             # that stays ahead until the next check is a silent gap.
@@ -401,18 +411,21 @@ class Room(Generic[M]):
             self._advance_ahead(offset, frame)
 
     def _reset(self, epoch: str) -> None:
+        adopting = _adopts(self.epoch, self.last)
         if self.epoch and self.epoch not in self._retired:
             self._retired.append(self.epoch)
         self.epoch, self.last, self._checked_top = epoch, 0, 0
         self._recent.clear()
-        self._output.event(RoomEvent.RESET)
-        if self.members:
-            self._output.reset(self.members, epoch)
+        if not adopting:
+            self._output.event(RoomEvent.RESET)
+            if self.members:
+                self._output.reset(self.members, epoch)
         if self._parked:
             self._note_missed((0, epoch, None))
         for member, view in list(self._ahead.items()):
             if view.epoch != epoch:
-                self._output.reset((member,), epoch)
+                if not _adopts(view.epoch, view.top):
+                    self._output.reset((member,), epoch)
                 view.epoch, view.top, view.stale = epoch, 0, False
             if view.top == 0:
                 self._promote(member)
@@ -490,7 +503,8 @@ class Room(Generic[M]):
         for offset, item_epoch, frame in parked.missed:
             if frame is None:  # the room moved to item_epoch
                 if view.epoch != item_epoch:
-                    self._output.reset((member,), item_epoch)
+                    if not _adopts(view.epoch, view.top):
+                        self._output.reset((member,), item_epoch)
                     view.epoch, view.top, view.stale = item_epoch, 0, False
                 continue
             if view.stale or item_epoch != view.epoch or offset <= view.top:

@@ -11,22 +11,35 @@ import time
 from switchboard.protocol import codec, frames
 from switchboard.protocol.codes import CloseCode, ErrorCode
 from switchboard.protocol.errors import ProtocolError
-from switchboard_gateway.broker import BrokerUnavailable
+from switchboard_gateway.broker import BrokerOutcomeUnknown, BrokerUnavailable
 from switchboard_gateway.connection import Connection
 from switchboard_gateway.node import Node
+from switchboard_gateway.userlimits import UserLimits
 
 log = logging.getLogger("switchboard.session")
 
 
+def _retry_after_ms(wait_s: float) -> int:
+    return max(1, round(wait_s * 1000))
+
+
 class FrameHandler:
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: Node, limits: UserLimits) -> None:
         self.node = node
         self.settings = node.settings
+        self.limits = limits
 
     async def handle(self, conn: Connection, data: str) -> None:
         """Serve one text frame. Frames of a connection are served one at a
         time, in order: that is what keeps its publishes in order."""
         self.node.metrics.frames_in.inc()
+        wait_s = conn.frame_bucket.take(time.monotonic())
+        if wait_s:  # before the frame is served: only its id is read
+            refusal = ProtocolError(
+                ErrorCode.RATE_LIMITED, "too many frames", codec.frame_id_of(data), retry_after=_retry_after_ms(wait_s)
+            )
+            self.refuse(conn, refusal)
+            return
         frame_id = None
         try:
             frame = codec.decode_client_frame(data)
@@ -34,8 +47,12 @@ class FrameHandler:
             await self._dispatch(conn, frame)
         except ProtocolError as exc:
             self.refuse(conn, exc)
+        except BrokerOutcomeUnknown:
+            message = "the backplane did not answer: the message may be stored; retry with the same client_msg_id"
+            self.refuse(conn, ProtocolError(ErrorCode.OUTCOME_UNKNOWN, message, frame_id))
         except BrokerUnavailable:
-            self.refuse(conn, ProtocolError(ErrorCode.UNAVAILABLE, "the backplane is unavailable; retry", frame_id))
+            message = "the backplane is unavailable; nothing was done; retry"
+            self.refuse(conn, ProtocolError(ErrorCode.UNAVAILABLE, message, frame_id))
         except Exception:
             log.exception("internal error serving a frame of %s", conn.id)
             self.refuse(conn, ProtocolError(ErrorCode.INTERNAL, "internal error", frame_id))
@@ -59,10 +76,12 @@ class FrameHandler:
         match frame:
             case frames.Publish(room=room, text=text, client_msg_id=cmid):
                 self._check_member(conn, frame, room)
-                wait_s = conn.bucket.take(time.monotonic())
+                # The connection's own bucket first (a flood costs no Redis
+                # call), then the user's, shared by all their connections.
+                wait_s = conn.bucket.take(time.monotonic()) or await self.limits.publish_wait(conn.user_id)
                 if wait_s:
                     raise ProtocolError(
-                        ErrorCode.RATE_LIMITED, "publishing too fast", frame.id, retry_after=max(1, round(wait_s * 1000))
+                        ErrorCode.RATE_LIMITED, "publishing too fast", frame.id, retry_after=_retry_after_ms(wait_s)
                     )
                 if len(text) > self.settings.max_text_chars:
                     raise ProtocolError(
@@ -96,6 +115,11 @@ class FrameHandler:
                 conn.send_text(codec.encode(listing))
             case frames.Typing(room=room):
                 self._check_member(conn, frame, room)
+                wait_s = conn.typing_bucket.take(time.monotonic()) or await self.limits.typing_wait(conn.user_id)
+                if wait_s:
+                    raise ProtocolError(
+                        ErrorCode.RATE_LIMITED, "typing too often", frame.id, retry_after=_retry_after_ms(wait_s)
+                    )
                 await node.typing(conn, room)
             case frames.Ping():
                 conn.send_text(codec.encode(frames.Pong(id=frame.id)))

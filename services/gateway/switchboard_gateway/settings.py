@@ -7,7 +7,9 @@ line and exits non-zero.
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 import secrets
 import socket
 from collections.abc import Callable, Mapping
@@ -23,6 +25,7 @@ from switchboard.config import non_negative_int as _non_negative_int
 from switchboard.config import port as _port
 from switchboard.config import positive_float as _positive_float
 from switchboard.config import positive_int as _positive_int
+from switchboard_gateway.origins import normalize_origin
 
 
 def _non_negative_float(raw: str) -> float:
@@ -60,8 +63,15 @@ def _choice(*allowed: str) -> Callable[[str], str]:
 
 
 def _origins(raw: str) -> tuple[str, ...] | None:
-    origins = tuple(o.strip().rstrip("/") for o in raw.split(",") if o.strip())
-    return origins or None
+    origins = []
+    for entry in (o.strip() for o in raw.split(",")):
+        if not entry:
+            continue
+        origin = normalize_origin(entry)
+        if origin is None:
+            raise ValueError(f"{entry!r} is not an origin (expected scheme://host[:port], http or https)")
+        origins.append(origin)
+    return tuple(dict.fromkeys(origins)) or None
 
 
 def _secret(raw: str) -> str:
@@ -91,6 +101,52 @@ def _log_level(raw: str) -> str:
 
 
 _SECRET_ENVS = ("JWT_SECRET", "API_KEY")
+
+
+# --- parsers of the hardening settings (docs/security.md) -----------------------------
+
+# Secrets published in this repository (docker-compose.yml,
+# deploy/k8s/secret.example.yaml, scripts/dev): refused unless DEMO_MODE=true.
+KNOWN_DEMO_SECRETS = frozenset(
+    {
+        "change-me-demo-secret-0123456789abcdef",
+        "change-me-demo-api-key",
+        "dev-only-secret-change-me-0123456789",
+    }
+)
+
+_GLOB = re.compile(r"^[A-Za-z0-9_.:+@*?-]{1,130}\Z")
+
+
+def _globs(raw: str) -> tuple[str, ...]:
+    patterns = tuple(p.strip() for p in raw.split(",") if p.strip())
+    if not patterns:
+        raise ValueError("expected at least one room glob, e.g. lobby,team-*")
+    for pattern in patterns:
+        if not _GLOB.match(pattern):
+            raise ValueError(f"{pattern!r} is not a room glob (room-name characters, * and ?)")
+    return patterns
+
+
+def _names(raw: str) -> tuple[str, ...]:
+    return tuple(n.strip() for n in raw.split(",") if n.strip())
+
+
+def _peers(raw: str) -> tuple[str, ...]:
+    """`*`, or addresses and networks (CIDR), comma-separated."""
+    peers = tuple(p.strip() for p in raw.split(",") if p.strip())
+    if peers == ("*",):
+        return peers
+    for peer in peers:
+        ipaddress.ip_network(peer, strict=False)  # ValueError names it
+    return peers
+
+
+def _header_bytes(raw: str) -> int:
+    value = int(raw)
+    if not 1024 <= value <= 1024 * 1024:
+        raise ValueError("must be between 1024 and 1048576")
+    return value
 
 
 def _setting(
@@ -143,6 +199,22 @@ class Settings:
     ws_ping_timeout_s: float = _setting("WS_PING_TIMEOUT", _positive_float, 20.0)
     ws_fast_path: bool = _setting("WS_FAST_PATH", _bool, True)
     log_level: str = _setting("LOG_LEVEL", _log_level, "info")
+    # --- hardening: limits and policies, see docs/security.md -------------------------
+    demo_mode: bool = _setting("DEMO_MODE", _bool, False)  # allows the published demo secrets
+    max_token_lifetime_s: float = _setting("MAX_TOKEN_LIFETIME", _non_negative_float, 86400.0)  # 0: exp optional
+    guest_rooms: tuple[str, ...] = _setting("GUEST_ROOMS", _globs, ("lobby", "general", "random"))
+    guest_reserved_names: tuple[str, ...] = _setting("GUEST_RESERVED_NAMES", _names, ())
+    guest_mints_per_minute: int = _setting("GUEST_MINTS_PER_MINUTE", _positive_int, 10)  # per client address
+    max_connections: int = _setting("MAX_CONNECTIONS", _positive_int, 10000)  # sockets per gateway
+    max_connections_per_ip: int = _setting("MAX_CONNECTIONS_PER_IP", _positive_int, 100)
+    max_connections_per_user: int = _setting("MAX_CONNECTIONS_PER_USER", _non_negative_int, 20)  # 0: no limit
+    forwarded_allow_ips: tuple[str, ...] = _setting("FORWARDED_ALLOW_IPS", _peers, ("127.0.0.1", "::1"))
+    http_request_timeout_s: float = _setting("HTTP_REQUEST_TIMEOUT", _positive_float, 10.0)
+    max_header_bytes: int = _setting("MAX_HEADER_BYTES", _header_bytes, 16384)
+    frame_rate: float = _setting("FRAME_RATE", _positive_float, 50.0)  # every client frame, per connection
+    frame_burst: int = _setting("FRAME_BURST", _positive_int, 100)
+    typing_rate: float = _setting("TYPING_RATE", _positive_float, 1.0)  # per user, cluster-wide
+    typing_burst: int = _setting("TYPING_BURST", _positive_int, 5)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -171,6 +243,14 @@ class Settings:
             raise SettingsError("REDIS_URL lists several nodes, which needs a Redis Cluster, but REDIS_CLUSTER=false")
         if settings.memory_broker and settings.redis_cluster == "true":
             raise SettingsError("REDIS_CLUSTER=true needs a redis:// REDIS_URL, not memory://")
+        if 0 < settings.max_token_lifetime_s < settings.guest_token_ttl_s:
+            raise SettingsError("GUEST_TOKEN_TTL must not exceed MAX_TOKEN_LIFETIME (guest tokens would be refused)")
+        if not settings.demo_mode:
+            for env, value in (("JWT_SECRET", settings.jwt_secret), ("API_KEY", settings.api_key)):
+                if value in KNOWN_DEMO_SECRETS:
+                    raise SettingsError(
+                        f"{env} is the published demo value: set your own secret (or DEMO_MODE=true for a demo)"
+                    )
         return settings
 
     @property

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from switchboard.backplane.connect import ClusterMode
-from switchboard_gateway.broker.base import Broker, BrokerEvents, BrokerUnavailable
+from switchboard_gateway.broker.base import Broker, BrokerEvents, BrokerOutcomeUnknown, BrokerUnavailable
 from switchboard_gateway.settings import Settings
 
 _CLUSTER_MODES: dict[str, ClusterMode] = {"auto": "auto", "true": "true", "false": "false"}
@@ -51,4 +51,4 @@ def create_broker(settings: Settings) -> Broker:
     )
 
 
-__all__ = ["Broker", "BrokerEvents", "BrokerUnavailable", "create_broker"]
+__all__ = ["Broker", "BrokerEvents", "BrokerOutcomeUnknown", "BrokerUnavailable", "create_broker"]

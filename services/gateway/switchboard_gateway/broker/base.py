@@ -15,7 +15,10 @@ Guarantees a broker gives its node:
   ``BrokerEvents.on_message`` -- unless the broker's subscription connection
   drops, in which case the broker re-establishes it and calls
   ``on_resubscribed``; the node then compares positions and fills gaps.
-- Reads create a room's epoch when it has none, so a position is stable.
+- Reads never write: a room without history has the epoch ``""`` (offset 0)
+  until its first publish creates one. Only ``catch_up`` creates it without
+  a publish (the node catches up only rooms it has members in, so after a
+  loss of history they get ``reset`` with the new epoch at once).
 - An offset is never reused under one epoch: when the backplane lost writes
   (a Redis restart, a failover to a replica that lacked them),
   ``renew_epoch`` moves the room to a fresh epoch, once, however many nodes ask.
@@ -28,7 +31,10 @@ Guarantees a broker gives its node:
   count instead (once per broker call that changed it).
 
 Errors: any ``BrokerUnavailable`` (or a connection error it wraps) means the
-backplane is down; callers answer ``unavailable``.
+backplane is down and nothing was written; callers answer ``unavailable``.
+``BrokerOutcomeUnknown`` (a subclass, raised by ``publish`` only) means the
+command was sent but no answer came: it may be stored. Callers answer
+``outcome_unknown``; a retry with the same ``client_msg_id`` is safe.
 """
 
 from __future__ import annotations
@@ -39,11 +45,23 @@ from switchboard.protocol.frames import MessageBody
 from switchboard.roomlog import PublishResult, Snapshot
 from switchboard.roster import PresencePage
 
-__all__ = ["Broker", "BrokerEvents", "BrokerUnavailable", "PresencePage", "PublishResult", "Snapshot"]
+__all__ = [
+    "Broker",
+    "BrokerEvents",
+    "BrokerOutcomeUnknown",
+    "BrokerUnavailable",
+    "PresencePage",
+    "PublishResult",
+    "Snapshot",
+]
 
 
 class BrokerUnavailable(Exception):
-    """The backplane cannot be reached right now."""
+    """The backplane cannot be reached right now; nothing was written."""
+
+
+class BrokerOutcomeUnknown(BrokerUnavailable):
+    """A publish was sent but not answered: it may or may not be stored."""
 
 
 class BrokerEvents(Protocol):
@@ -81,7 +99,10 @@ class Broker(Protocol):
     async def publish(self, room: str, body: MessageBody, client_msg_id: str | None) -> PublishResult: ...
 
     async def position(self, room: str) -> Snapshot:
-        """The room's epoch (created when it has none) and newest offset, no entries."""
+        """The room's epoch ("" when it has no history) and newest offset, no entries."""
+
+    async def catch_up(self, room: str, offset: int, count: int) -> Snapshot:
+        """Like ``read_after``, but creates the room's epoch when it has none."""
 
     async def read_after(self, room: str, offset: int, count: int) -> Snapshot:
         """Up to `count` entries with offsets above `offset` (a catch-up or a recovery)."""
@@ -116,3 +137,20 @@ class Broker(Protocol):
 
     async def presence_sweep(self, rooms: list[str]) -> None:
         """Expire entries nobody refreshed within PRESENCE_TTL (dead gateways)."""
+
+    # --- per-subject limits, shared by every gateway (docs/security.md) ----------
+    # A subject is ``u:<user id>`` or ``ip:<client address>``.
+
+    async def take_tokens(self, subject: str, action: str, rate: float, burst: int, want: int = 1) -> tuple[int, float]:
+        """Take up to `want` tokens from the (`subject`, `action`) bucket
+        (`rate` per second, at most `burst` banked): (taken >= 1, 0.0), or
+        (0, seconds until one is there)."""
+
+    async def claim_slot(self, subject: str, slot: str, limit: int, lifetime_s: float) -> bool:
+        """Hold one of `subject`'s `limit` slots (e.g. connections); False at
+        the limit. A slot expires `lifetime_s` after its last claim or refresh."""
+
+    async def refresh_slots(self, subject: str, slots: list[str], lifetime_s: float) -> None:
+        """Keep slots alive (and re-add them if the backplane lost them)."""
+
+    async def release_slot(self, subject: str, slot: str) -> None: ...

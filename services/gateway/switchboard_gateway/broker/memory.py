@@ -59,9 +59,11 @@ class MemoryHub:
         self.rooms: dict[str, _Room] = {}
         self.idempotency: dict[tuple[str, str, str], tuple[int, str, float]] = {}
         self.subscribers: dict[str, set[MemoryBroker]] = {}
+        self.buckets: dict[tuple[str, str], tuple[float, float]] = {}  # (subject, action) -> (tokens, stamp)
+        self.slots: dict[str, dict[str, float]] = {}  # subject -> slot -> expiry
 
     def room(self, name: str) -> _Room:
-        """The room's state, with an epoch (created like read.lua/publish.lua do)."""
+        """The room's state, with an epoch (created like publish.lua does)."""
         room = self.presence_room(name)
         if not room.epoch:
             room.epoch = secrets.token_hex(4)
@@ -78,6 +80,31 @@ class MemoryHub:
         """Forget everything, like a Redis restarted empty."""
         self.rooms.clear()
         self.idempotency.clear()
+        self.buckets.clear()
+        self.slots.clear()
+
+    def take_tokens(self, key: tuple[str, str], rate: float, burst: int, want: int) -> tuple[int, float]:
+        """token_bucket.lua in memory."""
+        now = self.clock()
+        if len(self.buckets) > 10_000:  # full buckets are as good as absent
+            self.buckets = {k: v for k, v in self.buckets.items() if v[0] + (now - v[1]) * rate < burst}
+        tokens, stamp = self.buckets.get(key, (float(burst), now))
+        tokens = min(float(burst), tokens + max(0.0, now - stamp) * rate)
+        taken, wait = 0, 0.0
+        if tokens >= 1:
+            taken = min(want, int(tokens))
+            tokens -= taken
+        else:
+            wait = (1 - tokens) / rate
+        self.buckets[key] = (tokens, now)
+        return taken, wait
+
+    def live_slots(self, subject: str) -> dict[str, float]:
+        now = self.clock()
+        slots = self.slots.get(subject, {})
+        for slot in [s for s, expiry in slots.items() if expiry <= now]:
+            del slots[slot]
+        return slots
 
     def broadcast(self, name: str, deliver: Callable[[BrokerEvents], None]) -> None:
         loop = asyncio.get_running_loop()
@@ -205,19 +232,25 @@ class MemoryBroker:
         hub.broadcast(room, lambda events: events.on_message(room, offset, epoch, body.ts, text))
         return PublishResult(offset, epoch, False)
 
+    # Reads create nothing (like read.lua): a room without history has epoch "".
+
     async def position(self, room: str) -> Snapshot:
         return self._snapshot(room, [])
 
+    async def catch_up(self, room: str, offset: int, count: int) -> Snapshot:
+        self.hub.room(room)
+        return await self.read_after(room, offset, count)
+
     async def read_after(self, room: str, offset: int, count: int) -> Snapshot:
-        history = self.hub.room(room).history
+        history = self._history(room)
         return self._snapshot(room, [e for e in history if e[0] > offset][:count])
 
     async def read_before(self, room: str, offset: int, count: int) -> Snapshot:
-        history = self.hub.room(room).history
+        history = self._history(room)
         return self._snapshot(room, [e for e in history if e[0] < offset][-count:] if count > 0 else [])
 
     async def read_last(self, room: str, count: int) -> Snapshot:
-        history = self.hub.room(room).history
+        history = self._history(room)
         return self._snapshot(room, list(history)[-count:] if count > 0 else [])
 
     async def renew_epoch(self, room: str, stale_epoch: str) -> Snapshot:
@@ -228,8 +261,14 @@ class MemoryBroker:
             state.history.clear()
         return self._snapshot(room, [])
 
+    def _history(self, room: str) -> deque[tuple[int, bytes]]:
+        state = self.hub.rooms.get(room)
+        return state.history if state is not None and state.epoch else deque()
+
     def _snapshot(self, room: str, entries: list[tuple[int, bytes]]) -> Snapshot:
-        state = self.hub.room(room)
+        state = self.hub.rooms.get(room)
+        if state is None or not state.epoch:
+            return Snapshot("", 0, 0, [])
         first = entries[0][0] if entries else 0
         return Snapshot(state.epoch, state.top, first, [frame for _, frame in entries])
 
@@ -281,3 +320,26 @@ class MemoryBroker:
             state = hub.rooms.get(room)
             if state is not None:
                 hub.publish_count(room, state)
+
+    async def take_tokens(self, subject: str, action: str, rate: float, burst: int, want: int = 1) -> tuple[int, float]:
+        return self.hub.take_tokens((subject, action), rate, burst, want)
+
+    async def claim_slot(self, subject: str, slot: str, limit: int, lifetime_s: float) -> bool:
+        slots = self.hub.live_slots(subject)
+        if slot not in slots and len(slots) >= limit:
+            return False
+        self.hub.slots[subject] = slots
+        slots[slot] = self.hub.clock() + lifetime_s
+        return True
+
+    async def refresh_slots(self, subject: str, slots: list[str], lifetime_s: float) -> None:
+        live = self.hub.slots.setdefault(subject, self.hub.live_slots(subject))
+        for slot in slots:
+            live[slot] = self.hub.clock() + lifetime_s
+
+    async def release_slot(self, subject: str, slot: str) -> None:
+        slots = self.hub.slots.get(subject)
+        if slots is not None:
+            slots.pop(slot, None)
+            if not slots:
+                del self.hub.slots[subject]

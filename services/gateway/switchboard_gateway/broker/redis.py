@@ -30,11 +30,11 @@ from switchboard.backplane import Backplane
 from switchboard.backplane.cluster import ClusterCommands
 from switchboard.backplane.commands import Commands, StandaloneCommands, load_scripts
 from switchboard.backplane.connect import ClusterMode, detect_cluster, split_urls
-from switchboard.backplane.pipeline import Durability
+from switchboard.backplane.pipeline import Durability, WriteOutcomeUnknown
 from switchboard.protocol.frames import MessageBody
 from switchboard.roomlog import PublishResult, Snapshot
 from switchboard.roster import PresencePage
-from switchboard_gateway.broker.base import BrokerEvents, BrokerUnavailable
+from switchboard_gateway.broker.base import BrokerEvents, BrokerOutcomeUnknown, BrokerUnavailable
 from switchboard_gateway.broker.sharded import ShardedSubscriber
 from switchboard_gateway.broker.subscriber import BACKOFF_MAX_S, BACKOFF_MIN_S, StandaloneSubscriber
 
@@ -186,10 +186,18 @@ class RedisBroker:
     # --- commands ------------------------------------------------------------------
 
     async def publish(self, room: str, body: MessageBody, client_msg_id: str | None) -> PublishResult:
-        return await _guard(self.backplane.publish(room, body, client_msg_id=client_msg_id))
+        try:
+            return await _guard(self.backplane.publish(room, body, client_msg_id=client_msg_id))
+        except BrokerUnavailable as exc:
+            if isinstance(exc.__cause__, WriteOutcomeUnknown):
+                raise BrokerOutcomeUnknown(str(exc)) from exc.__cause__
+            raise
 
     async def position(self, room: str) -> Snapshot:
         return await _guard(self.backplane.position(room))
+
+    async def catch_up(self, room: str, offset: int, count: int) -> Snapshot:
+        return await _guard(self.backplane.catch_up(room, offset, count))
 
     async def read_after(self, room: str, offset: int, count: int) -> Snapshot:
         return await _guard(self.backplane.read_after(room, offset, count))
@@ -222,6 +230,18 @@ class RedisBroker:
 
     async def presence_sweep(self, rooms: list[str]) -> None:
         await _guard(self.backplane.presence_sweep(rooms, _now_ms()))
+
+    async def take_tokens(self, subject: str, action: str, rate: float, burst: int, want: int = 1) -> tuple[int, float]:
+        return await _guard(self.backplane.take_tokens(subject, action, rate, burst, want))
+
+    async def claim_slot(self, subject: str, slot: str, limit: int, lifetime_s: float) -> bool:
+        return await _guard(self.backplane.claim_slot(subject, slot, limit, lifetime_s))
+
+    async def refresh_slots(self, subject: str, slots: list[str], lifetime_s: float) -> None:
+        await _guard(self.backplane.refresh_slots(subject, slots, lifetime_s))
+
+    async def release_slot(self, subject: str, slot: str) -> None:
+        await _guard(self.backplane.release_slot(subject, slot))
 
 
 async def _guard(call: Awaitable[T]) -> T:

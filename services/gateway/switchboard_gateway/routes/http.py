@@ -2,23 +2,24 @@
 
 from __future__ import annotations
 
-import hmac
-import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import msgspec
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from switchboard.protocol import codec, frames
 from switchboard.protocol.codes import ErrorCode
+from switchboard.protocol.frames import MAX_SAFE_INTEGER
 from switchboard.protocol.names import is_valid_room
-from switchboard_gateway.auth import issue_guest_token, valid_guest_name
-from switchboard_gateway.broker import BrokerUnavailable
+from switchboard_gateway.auth import bearer_matches
+from switchboard_gateway.broker import BrokerOutcomeUnknown, BrokerUnavailable
+from switchboard_gateway.guests import GuestNameError, GuestPolicy
+from switchboard_gateway.limits import TrustedProxies
 from switchboard_gateway.node import Node
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
@@ -36,6 +37,49 @@ class PublishBody(msgspec.Struct, forbid_unknown_fields=False):
 _publish_decoder = msgspec.json.Decoder(PublishBody)
 
 
+class GuestBody(msgspec.Struct, forbid_unknown_fields=False):
+    name: object = None  # checked by GuestPolicy, which explains what is wrong
+
+
+_guest_decoder = msgspec.json.Decoder(GuestBody)
+GUEST_BODY_MAX_BYTES = 1024
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class BodyIncomplete(Exception):
+    """The client went away (or was timed out) before sending its body."""
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused (BodyTooLarge) as soon as it is known to be
+    over `limit` bytes: from Content-Length before reading anything, else
+    while it streams in. Never more than `limit` bytes are held."""
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+        raise BodyTooLarge
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise BodyTooLarge
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise BodyIncomplete from None
+    return b"".join(chunks)
+
+
+def _too_large(limit: int) -> JSONResponse:
+    # Connection: close, so the server stops reading the rest of the body.
+    response = _error(413, str(ErrorCode.TOO_LARGE), f"body is over {limit} bytes")
+    response.headers["connection"] = "close"
+    return response
+
+
 def _error(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse({"error": code, "message": message}, status_code=status)
 
@@ -48,6 +92,8 @@ def _int_param(request: Request, name: str, default: int | None, low: int, high:
     raw = request.query_params.get(name)
     if raw is None or raw == "":
         return default
+    if len(raw) > 20:
+        raise ValueError(f"{name} out of range")
     value = int(raw)  # ValueError -> 400 by the caller
     if value < low or (high is not None and value > high):
         raise ValueError(f"{name} out of range")
@@ -56,12 +102,14 @@ def _int_param(request: Request, name: str, default: int | None, low: int, high:
 
 def build_routes(node: Node) -> list[BaseRoute]:
     settings = node.settings
+    guests = GuestPolicy(
+        settings.jwt_secret, settings.guest_token_ttl_s, settings.guest_rooms, settings.guest_reserved_names
+    )
+    trusted = TrustedProxies(settings.forwarded_allow_ips)
 
     def authorized(request: Request) -> bool:
-        if not settings.api_key:
-            return False  # no key configured: the API is closed
-        auth = request.headers.get("authorization", "")
-        return auth[:7].lower() == "bearer " and hmac.compare_digest(auth[7:].strip(), settings.api_key)
+        # No key configured: the API is closed.
+        return bearer_matches(request.headers.get("authorization"), settings.api_key)
 
     async def healthz(request: Request) -> Response:
         return PlainTextResponse("ok")
@@ -88,20 +136,31 @@ def build_routes(node: Node) -> list[BaseRoute]:
                 return _error(400, str(ErrorCode.BAD_REQUEST), "bad room name")
             try:
                 return await handler(request)
+            except BrokerOutcomeUnknown:
+                return _error(
+                    503,
+                    str(ErrorCode.OUTCOME_UNKNOWN),
+                    "the backplane did not answer: the message may be stored; retry with the same client_msg_id",
+                )
             except BrokerUnavailable:
-                return _error(503, str(ErrorCode.UNAVAILABLE), "the backplane is unavailable; retry")
+                return _error(503, str(ErrorCode.UNAVAILABLE), "the backplane is unavailable; nothing was stored; retry")
 
         return endpoint
 
     @api
     async def api_publish(request: Request) -> Response:
-        body = await request.body()
-        if len(body) > settings.max_frame_bytes:
-            return _error(413, str(ErrorCode.TOO_LARGE), f"body is over {settings.max_frame_bytes} bytes")
+        try:
+            body = await read_body(request, settings.max_frame_bytes)
+        except BodyTooLarge:
+            return _too_large(settings.max_frame_bytes)
+        except BodyIncomplete:
+            return _error(400, str(ErrorCode.BAD_REQUEST), "incomplete body")
         try:
             payload = _publish_decoder.decode(body)
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
             return _error(400, str(ErrorCode.BAD_REQUEST), str(exc))
+        except RecursionError:
+            return _error(400, str(ErrorCode.BAD_REQUEST), "JSON nested too deeply")
         if len(payload.text) > settings.max_text_chars:
             return _error(400, str(ErrorCode.TOO_LARGE), f"text is over {settings.max_text_chars} characters")
         ack = await node.publish(payload.user, payload.room, payload.text, payload.client_msg_id)
@@ -112,7 +171,7 @@ def build_routes(node: Node) -> list[BaseRoute]:
         room = request.path_params["room"]
         try:
             limit = _int_param(request, "limit", 50, 1, 100)
-            before = _int_param(request, "before", None, 1, None)
+            before = _int_param(request, "before", None, 1, MAX_SAFE_INTEGER)
         except ValueError:
             return _error(400, str(ErrorCode.BAD_REQUEST), "limit must be 1..100 and before at least 1")
         page = await node.history(room, before, limit or 50)
@@ -131,14 +190,32 @@ def build_routes(node: Node) -> list[BaseRoute]:
     async def guest(request: Request) -> Response:
         if not settings.allow_guests:
             return _error(404, "not_found", "guest sign-in is disabled")
+        # Every guest is a new user id, so per-user limits alone would not
+        # stop one address from minting its way around them.
+        address = request.client.host if request.client else None
+        if not trusted.exempt(address):
+            per_minute = settings.guest_mints_per_minute
+            try:
+                _, wait_s = await node.broker.take_tokens(f"ip:{address}", "guest", per_minute / 60, per_minute)
+            except BrokerUnavailable:
+                return _error(503, str(ErrorCode.UNAVAILABLE), "the backplane is unavailable; retry")
+            if wait_s:
+                response = _error(429, str(ErrorCode.RATE_LIMITED), "too many guest sign-ins from your address")
+                response.headers["retry-after"] = str(max(1, round(wait_s)))
+                return response
         try:
-            payload = json.loads(await request.body())
-        except ValueError:
-            return _error(400, str(ErrorCode.BAD_REQUEST), "expected a JSON body")
-        name = payload.get("name") if isinstance(payload, dict) else None
-        if not isinstance(name, str) or not valid_guest_name(name):
-            return _error(400, str(ErrorCode.BAD_REQUEST), "name: 1-32 letters, digits, spaces, . ' _ -")
-        token, principal = issue_guest_token(name, settings.jwt_secret, settings.guest_token_ttl_s)
+            body = await read_body(request, GUEST_BODY_MAX_BYTES)
+        except BodyTooLarge:
+            return _too_large(GUEST_BODY_MAX_BYTES)
+        except BodyIncomplete:
+            return _error(400, str(ErrorCode.BAD_REQUEST), "incomplete body")
+        try:
+            name = guests.check_name(_guest_decoder.decode(body).name)
+        except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
+            return _error(400, str(ErrorCode.BAD_REQUEST), 'expected a JSON object {"name": "..."}')
+        except GuestNameError as exc:
+            return _error(400, str(ErrorCode.BAD_REQUEST), str(exc))
+        token, principal = guests.mint(name)
         return JSONResponse({"token": token, "user": {"id": principal.user_id, "name": principal.name}})
 
     async def index(request: Request) -> Response:

@@ -3,7 +3,9 @@ costs ~5 KB per connection, see docs/performance.md).
 
 Order of checks (contract): origin (403 before accept), draining (accept,
 close 1012), token (accept, close 4001: browsers cannot read a refused
-upgrade's status, only 1006).
+upgrade's status, only 1006). Limits (docs/security.md) refuse politely,
+accept then close 1013 "try again later": MAX_CONNECTIONS_PER_IP before the
+token is even verified, MAX_CONNECTIONS_PER_USER (cluster-wide) after it.
 """
 
 from __future__ import annotations
@@ -18,10 +20,13 @@ from starlette.types import Receive, Scope, Send
 from switchboard.protocol import PROTOCOL_VERSION, codec, frames
 from switchboard.protocol.codes import CloseCode, ErrorCode
 from switchboard.protocol.errors import ProtocolError
-from switchboard_gateway.auth import AuthError, verify_token
+from switchboard_gateway.auth import AuthError, Principal, verify_token
 from switchboard_gateway.connection import Connection
+from switchboard_gateway.limits import AddressCounter, TrustedProxies
 from switchboard_gateway.node import Node
+from switchboard_gateway.origins import normalize_origin
 from switchboard_gateway.session import FrameHandler
+from switchboard_gateway.userlimits import UserLimits
 
 log = logging.getLogger("switchboard.ws")
 
@@ -45,18 +50,28 @@ def _token(scope: Scope) -> str | None:
     return None
 
 
+async def _refuse(send: Send, code: int, reason: str) -> None:
+    """Accept, then close at once: a browser sees the code and the reason."""
+    await send({"type": "websocket.accept"})
+    await send({"type": "websocket.close", "code": int(code), "reason": reason})
+
+
 class WebSocketEndpoint:
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: Node, limits: UserLimits) -> None:
         self.node = node
         self.settings = node.settings
-        self.handler = FrameHandler(node)
+        self.limits = limits
+        self.handler = FrameHandler(node, limits)
+        self.addresses = AddressCounter(
+            self.settings.max_connections_per_ip, TrustedProxies(self.settings.forwarded_allow_ips).exempt
+        )
         self._ids = itertools.count(1)
         self._id_prefix = secrets.token_hex(4)
 
     def _origin_allowed(self, scope: Scope) -> bool:
         allowed = self.settings.allowed_origins
         origin = _header(scope, b"origin")
-        return allowed is None or origin is None or origin.rstrip("/") in allowed
+        return allowed is None or origin is None or normalize_origin(origin) in allowed
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         event = await receive()
@@ -66,29 +81,53 @@ class WebSocketEndpoint:
             await send({"type": "websocket.close", "code": 1008})  # before accept: HTTP 403
             return
         if self.node.draining:
-            await send({"type": "websocket.accept"})
-            await send({"type": "websocket.close", "code": CloseCode.SERVICE_RESTART, "reason": "draining"})
+            await _refuse(send, CloseCode.SERVICE_RESTART, "draining")
+            return
+        client = scope.get("client")
+        address = client[0] if client else None
+        if not self.addresses.acquire(address):
+            await _refuse(send, CloseCode.TRY_AGAIN_LATER, "too many connections from your address")
+            self.node.metrics.refused.labels(reason="address").inc()
             return
         try:
-            principal = verify_token(_token(scope), self.settings.jwt_secret)
+            await self._authenticate(scope, receive, send)
+        finally:
+            self.addresses.release(address)
+
+    async def _authenticate(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            principal = verify_token(
+                _token(scope), self.settings.jwt_secret, max_lifetime_s=self.settings.max_token_lifetime_s
+            )
         except AuthError as exc:
-            await send({"type": "websocket.accept"})
-            await send({"type": "websocket.close", "code": CloseCode.UNAUTHORIZED, "reason": str(exc)[:120]})
+            await _refuse(send, CloseCode.UNAUTHORIZED, str(exc)[:120])
             self.node.metrics.closes.labels(code="4001").inc()
             return
-        await send({"type": "websocket.accept"})
-        await self._serve(principal, receive, send)
+        conn_id = f"{self._id_prefix}-{next(self._ids)}"
+        if not await self.limits.claim_connection(principal.user_id, conn_id):
+            await _refuse(send, CloseCode.TRY_AGAIN_LATER, "too many connections for this user")
+            self.node.metrics.refused.labels(reason="user").inc()
+            return
+        try:
+            await send({"type": "websocket.accept"})
+            await self._serve(conn_id, principal, receive, send)
+        finally:
+            await self.limits.release_connection(principal.user_id, conn_id)
 
-    async def _serve(self, principal, receive: Receive, send: Send) -> None:  # type: ignore[no-untyped-def]
+    async def _serve(self, conn_id: str, principal: Principal, receive: Receive, send: Send) -> None:
         s = self.settings
         node = self.node
         metrics = node.metrics
         conn = Connection(
-            f"{self._id_prefix}-{next(self._ids)}",
+            conn_id,
             principal,
             send,
             rate=s.publish_rate,
             burst=s.publish_burst,
+            frame_rate=s.frame_rate,
+            frame_burst=s.frame_burst,
+            typing_rate=s.typing_rate,
+            typing_burst=s.typing_burst,
             abuse_errors=s.abuse_errors,
             queue_max=s.send_queue_max,
             queue_max_bytes=s.send_queue_max_bytes,

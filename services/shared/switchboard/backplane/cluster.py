@@ -39,7 +39,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from switchboard.backplane.commands import command, load_scripts, redis_from_url
-from switchboard.backplane.pipeline import AutoPipeline, Durability
+from switchboard.backplane.pipeline import AutoPipeline, Durability, WriteOutcomeUnknown
 
 log = logging.getLogger("switchboard.cluster")
 
@@ -235,6 +235,7 @@ class ClusterCommands:
         deadline = time.monotonic() + self.retry_window_s
         asking: Address | None = None
         backoff = 0.02
+        sent = False  # a try went out and its answer was lost
         for _ in range(_MAX_REDIRECTS):
             address = asking or self.slots.owner(slot)
             if address is None:
@@ -259,10 +260,15 @@ class ClusterCommands:
                 if time.monotonic() + backoff > deadline:
                     raise
                 self.request_refresh()
-            except (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError):
+            except (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError) as exc:
                 asking = None
                 self.request_refresh()
+                # Once a try was sent and not answered, a later failure to
+                # connect does not make the outcome known again.
+                sent = sent or isinstance(exc, WriteOutcomeUnknown)
                 if not idempotent or time.monotonic() + backoff > deadline:
+                    if sent and not isinstance(exc, WriteOutcomeUnknown):
+                        raise WriteOutcomeUnknown(str(exc) or type(exc).__name__) from exc
                     raise
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 0.25)

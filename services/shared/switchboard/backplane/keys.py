@@ -7,6 +7,8 @@ single Redis Cluster slot. Room names cannot contain braces (see
 
 from __future__ import annotations
 
+import hashlib
+
 
 class RoomKeys:
     __slots__ = (
@@ -44,3 +46,14 @@ class RoomKeys:
 def room_of_channel(prefix: str, channel: str) -> str:
     """Inverse of ``RoomKeys.channel``."""
     return channel[len(prefix) + 2 : -4]
+
+
+def subject_key(prefix: str, subject: str, what: str) -> str:
+    """The key of a per-subject limit (``subject`` is ``u:<user id>`` or
+    ``ip:<address>``), e.g. ``sb:{u:alice}:rl:publish``. Each limit is one
+    key in its own hash tag, so its script touches one Redis Cluster slot.
+    A long subject (a user id is whatever the token says) is hashed."""
+    if len(subject) > 128:
+        kind, _, rest = subject.partition(":")
+        subject = f"{kind}:sha1:{hashlib.sha1(rest.encode()).hexdigest()}"
+    return f"{prefix}:{{{subject}}}:{what}"

@@ -14,6 +14,11 @@ confirm in time, every durable call of the batch fails with
 ``NotReplicated`` (the write may or may not survive a failover: the caller
 answers ``unavailable`` and a retry with the same idempotency key is safe).
 
+Outcome unknown: connecting is separate from sending. A batch whose
+connection could not be had never left (a plain connection error: callers
+may say "not stored"); a batch sent and not (completely) answered may have
+run, so its calls fail with ``WriteOutcomeUnknown``.
+
 Redirects: a call may ask for ``ASKING`` to precede it (a slot being
 migrated, see ``cluster.py``); the pair is sent back to back in the batch.
 """
@@ -32,6 +37,12 @@ from redis.exceptions import NoScriptError, RedisError
 
 class NotReplicated(RedisError):
     """WAIT timed out: no replica confirmed the write within the durability timeout."""
+
+
+class WriteOutcomeUnknown(RedisConnectionError):
+    """The command was sent but no answer came (a timeout, a connection lost
+    mid-reply): Redis may or may not have run it. A connection error, so an
+    idempotent call may still be retried (``cluster.py``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,11 +106,21 @@ class AutoPipeline:
         if durability is not None:
             pipe.execute_command("WAIT", durability.replicas, durability.timeout_ms)
         try:
+            # Connecting is separate from sending: a failure here means the
+            # batch never left, so callers may say "not stored".
+            pipe.connection = await self._redis.connection_pool.get_connection()  # type: ignore[no-untyped-call]
+        except BaseException as exc:
+            _fail(batch, exc if isinstance(exc, Exception) else RedisConnectionError("cancelled"))
+            await pipe.reset()  # type: ignore[no-untyped-call]
+            if not isinstance(exc, Exception):
+                raise
+            return
+        try:
             results = await pipe.execute(raise_on_error=False)
-        except BaseException as exc:  # connection lost (or cancelled): every caller learns it
-            for call in batch:
-                if not call.future.done():
-                    call.future.set_exception(exc if isinstance(exc, Exception) else RedisConnectionError("cancelled"))
+        except BaseException as exc:  # sent, then no (complete) answer (or cancelled): it may have run
+            unknown = WriteOutcomeUnknown(str(exc) or type(exc).__name__)
+            unknown.__cause__ = exc
+            _fail(batch, unknown)
             if not isinstance(exc, Exception):
                 raise
             return
@@ -128,3 +149,9 @@ class AutoPipeline:
                     call.future.set_exception(exc)
                 return
             await self._execute(missing, retry_noscript=False)
+
+
+def _fail(batch: list[_Call], exc: Exception) -> None:
+    for call in batch:
+        if not call.future.done():
+            call.future.set_exception(exc)

@@ -33,4 +33,20 @@ PRESENCE_MEMBERS = Script("presence_members", _prelude + _read("presence_members
 PRESENCE_SWEEP = Script("presence_sweep", _prelude + "sweep()\npublish_count()\nreturn {}\n")
 APPEND_EVENT = Script("append_event", EVENTS_PRELUDE + _read("append_event.lua"))
 
-ALL = (PUBLISH, READ, RENEW_EPOCH, PRESENCE_UPSERT, PRESENCE_REMOVE, PRESENCE_MEMBERS, PRESENCE_SWEEP, APPEND_EVENT)
+# Per-subject limits (docs/security.md): a user's publish/typing rate and
+# connections, guest sign-ins per address.
+TOKEN_BUCKET = Script("token_bucket", _read("token_bucket.lua"))
+SLOTS = Script("slots", _read("slots.lua"))
+
+ALL = (
+    PUBLISH,
+    READ,
+    RENEW_EPOCH,
+    PRESENCE_UPSERT,
+    PRESENCE_REMOVE,
+    PRESENCE_MEMBERS,
+    PRESENCE_SWEEP,
+    APPEND_EVENT,
+    TOKEN_BUCKET,
+    SLOTS,
+)

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from switchboard.backplane import scripts
 from switchboard.backplane.commands import Commands
-from switchboard.backplane.keys import RoomKeys
+from switchboard.backplane.keys import RoomKeys, subject_key
 from switchboard.protocol import codec, frames
 from switchboard.roomlog import PublishResult, Snapshot
 from switchboard.roster import PresencePage
@@ -98,8 +98,14 @@ class Backplane:
         return PublishResult(int(offset), epoch.decode(), bool(duplicate))
 
     async def position(self, room: str) -> Snapshot:
-        """The room's epoch (created when it has none) and newest offset."""
+        """The room's epoch ("" when it has no history) and newest offset."""
         return await self._read(room, "none", 0, 0)
+
+    async def catch_up(self, room: str, offset: int, count: int) -> Snapshot:
+        """Like ``read_after``, but creates the room's epoch when it has none
+        (a gateway catching up a room it has members in, whose history was
+        lost: they learn the new epoch at once)."""
+        return await self._read(room, "after", offset, count, create=True)
 
     async def read_after(self, room: str, offset: int, count: int) -> Snapshot:
         """Up to `count` entries with offsets above `offset`."""
@@ -113,10 +119,10 @@ class Backplane:
         """The newest `count` entries."""
         return await self._read(room, "last", 0, count)
 
-    async def _read(self, room: str, mode: ReadMode, offset: int, count: int) -> Snapshot:
+    async def _read(self, room: str, mode: ReadMode, offset: int, count: int, create: bool = False) -> Snapshot:
         k = self.keys(room)
         reply = await self._eval(
-            scripts.READ, [k.meta, k.log], [new_epoch(), self.history_ttl, mode, offset, count]
+            scripts.READ, [k.meta, k.log], [new_epoch() if create else "", self.history_ttl, mode, offset, count]
         )
         return Snapshot(reply[0].decode(), int(reply[1]), int(reply[2]), reply[3:])
 
@@ -185,6 +191,29 @@ class Backplane:
             k = self.keys(room)
             calls.append(self._eval(scripts.PRESENCE_SWEEP, k.presence_keys(), self._presence_args(k, now_ms)))
         await asyncio.gather(*calls)
+
+    # --- per-subject limits (docs/security.md) -----------------------------------
+
+    async def take_tokens(self, subject: str, action: str, rate: float, burst: int, want: int = 1) -> tuple[int, float]:
+        """Take up to `want` tokens from the cluster-wide bucket of
+        (`subject`, `action`): (tokens taken, 0.0), or (0, seconds until one
+        is there)."""
+        key = subject_key(self.prefix, subject, f"rl:{action}")
+        taken, wait_ms = await self._eval(scripts.TOKEN_BUCKET, [key], [rate, burst, want])
+        return int(taken), int(wait_ms) / 1000
+
+    async def claim_slot(self, subject: str, slot: str, limit: int, lifetime_s: float) -> bool:
+        """Hold one of `subject`'s `limit` slots for `lifetime_s` (refresh to keep it)."""
+        key = subject_key(self.prefix, subject, "slots")
+        return bool(await self._eval(scripts.SLOTS, [key], ["claim", limit, int(lifetime_s * 1000), slot]))
+
+    async def refresh_slots(self, subject: str, slots: list[str], lifetime_s: float) -> None:
+        key = subject_key(self.prefix, subject, "slots")
+        await self._eval(scripts.SLOTS, [key], ["refresh", 0, int(lifetime_s * 1000), *slots])
+
+    async def release_slot(self, subject: str, slot: str) -> None:
+        key = subject_key(self.prefix, subject, "slots")
+        await self._eval(scripts.SLOTS, [key], ["release", 0, 0, slot])
 
 
 def _presence_page(reply: list[Any]) -> PresencePage:

@@ -26,12 +26,12 @@ class _IdOnly(msgspec.Struct):
 _id_decoder = msgspec.json.Decoder(_IdOnly)
 
 
-def _frame_id_of(data: str | bytes) -> frames.FrameId:
+def frame_id_of(data: str | bytes) -> frames.FrameId:
     """Best-effort `id` of a frame that failed validation, so the error can
     carry it. An id that is not a string or an integer is not usable."""
     try:
         value = _id_decoder.decode(data).id
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
         return None
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         return None
@@ -43,9 +43,13 @@ def decode_client_frame(data: str | bytes) -> frames.ClientFrame:
         frame: frames.ClientFrame = _client_decoder.decode(data)
         return frame
     except msgspec.ValidationError as exc:
-        raise ProtocolError(ErrorCode.BAD_REQUEST, str(exc), _frame_id_of(data)) from None
+        raise ProtocolError(ErrorCode.BAD_REQUEST, str(exc), frame_id_of(data)) from None
     except msgspec.DecodeError as exc:
         raise ProtocolError(ErrorCode.BAD_REQUEST, f"not a JSON object: {exc}") from None
+    except RecursionError:
+        # msgspec decodes nested JSON recursively and stops cleanly at
+        # Python's recursion limit: that bounds the depth (~1,000 levels).
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "JSON nested too deeply") from None
 
 
 def encode(frame: msgspec.Struct) -> str:

@@ -14,9 +14,14 @@ from msgspec import Meta, Raw, Struct
 
 from switchboard.protocol.names import ROOM_PATTERN
 
-FrameId = str | int | None
+# Integers a browser can hold exactly (Number.MAX_SAFE_INTEGER); larger ones
+# are refused as bad_request before they reach Redis (whose Lua would print
+# them as 1e+14).
+MAX_SAFE_INTEGER = 2**53 - 1
+SafeInt = Annotated[int, Meta(ge=-MAX_SAFE_INTEGER, le=MAX_SAFE_INTEGER)]
+FrameId = str | SafeInt | None
 Room = Annotated[str, Meta(pattern=ROOM_PATTERN)]
-Offset = Annotated[int, Meta(ge=0)]
+Offset = Annotated[int, Meta(ge=0, le=MAX_SAFE_INTEGER)]
 HistoryCount = Annotated[int, Meta(ge=1, le=100)]
 ClientMsgId = Annotated[str, Meta(min_length=1, max_length=64)]
 # The upper bound of `text` is MAX_TEXT_CHARS, a setting: checked by the gateway.
@@ -28,7 +33,7 @@ Text = Annotated[str, Meta(min_length=1)]
 
 class Since(Struct, forbid_unknown_fields=False):
     offset: Offset
-    epoch: str
+    epoch: str | None  # null: the room had no history when the client last saw it
 
 
 class _ClientFrame(Struct, tag_field="type", kw_only=True):
@@ -53,7 +58,7 @@ class Publish(_ClientFrame, tag="publish"):
 
 class History(_ClientFrame, tag="history"):
     room: Room
-    before: Annotated[int, Meta(ge=1)] | None = None
+    before: Annotated[int, Meta(ge=1, le=MAX_SAFE_INTEGER)] | None = None
     limit: HistoryCount = 50
 
 
@@ -119,7 +124,7 @@ class Welcome(_Reply, tag="welcome"):
 class Joined(_Reply, tag="joined"):
     room: str
     offset: int
-    epoch: str
+    epoch: str | None  # null while the room has no history yet (its first publish creates it)
     recovered: bool | None  # required, so it is always on the wire (null without since)
     messages: list[Raw]
     presence: list[Member]  # at most PRESENCE_LIST_MAX, the joiner among them
@@ -138,7 +143,7 @@ class Ack(_Reply, tag="ack"):
 
 class HistoryPage(_Reply, tag="history"):
     room: str
-    epoch: str
+    epoch: str | None  # null while the room has no history yet
     messages: list[Raw]
 
 
