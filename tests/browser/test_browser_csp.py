@@ -8,7 +8,8 @@ from __future__ import annotations
 import pytest
 from playwright.async_api import expect
 
-from test_browser_e2e import GATEWAY_ENV, new_tab, sign_in, type_and_send
+from .pages import new_tab, sign_in, type_and_send
+from .test_browser_e2e import GATEWAY_ENV
 
 pytestmark = pytest.mark.browser
 

@@ -105,12 +105,13 @@ _SECRET_ENVS = ("JWT_SECRET", "API_KEY")
 
 # --- parsers of the hardening settings (docs/security.md) -----------------------------
 
-# Secrets published in this repository (docker-compose.yml,
+# Secrets published in this repository (docker-compose.yml, deploy/compose.webhooks.yml,
 # deploy/k8s/secret.example.yaml, scripts/dev): refused unless DEMO_MODE=true.
 KNOWN_DEMO_SECRETS = frozenset(
     {
         "change-me-demo-secret-0123456789abcdef",
         "change-me-demo-api-key",
+        "change-me-demo-webhook-secret-0123456789abcdef",  # deploy/compose.webhooks.yml
         "dev-only-secret-change-me-0123456789",
     }
 )
