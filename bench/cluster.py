@@ -50,7 +50,7 @@ from switchboard_harness import RedisProcess  # noqa: E402
 from switchboard_harness.cluster import RedisClusterProcess  # noqa: E402
 
 SUBSCRIBERS = 3  # gateways subscribed to every room
-CONCURRENCY = 64  # publishes in flight
+CONCURRENCY = 64  # publishes in flight (default of --concurrency)
 DELIVERY_DEADLINE = 60.0  # s after the last publish for every copy to arrive
 MARKER = b"message\r\n"  # ends the kind field of "message" and "smessage" pushes
 TEXT = "x" * 100
@@ -173,7 +173,7 @@ async def wait_delivered(subs: list[Subscriber], expected: int) -> None:
         await asyncio.sleep(0.005)
 
 
-async def publish_all(backplane: Backplane, rooms: list[str], messages: int) -> None:
+async def publish_all(backplane: Backplane, rooms: list[str], messages: int, concurrency: int) -> None:
     body = frames.MessageBody(user=frames.User(id="bench", name="bench"), text=TEXT, ts=int(time.time() * 1000))
     counter = iter(range(messages))
 
@@ -181,10 +181,10 @@ async def publish_all(backplane: Backplane, rooms: list[str], messages: int) -> 
         for i in counter:
             await backplane.publish(rooms[i % len(rooms)], body)
 
-    await asyncio.gather(*(worker() for _ in range(min(CONCURRENCY, messages))))
+    await asyncio.gather(*(worker() for _ in range(min(concurrency, messages))))
 
 
-async def measure(row: Row, rooms: list[str], messages: int, rep: int) -> dict[str, Any]:
+async def measure(row: Row, rooms: list[str], messages: int, concurrency: int, rep: int) -> dict[str, Any]:
     topo = row.topology
     backplane = await open_backplane(topo.url)
     backplane.publish_command = row.command  # the classic comparison on a cluster
@@ -193,13 +193,13 @@ async def measure(row: Row, rooms: list[str], messages: int, rep: int) -> dict[s
     try:
         await asyncio.gather(*(s.start() for s in subs))
         # warm-up: scripts loaded, connections to every primary open
-        await publish_all(backplane, rooms, len(rooms))
+        await publish_all(backplane, rooms, len(rooms), concurrency)
         await wait_delivered(subs, len(rooms) * SUBSCRIBERS)
         for s in subs:
             s.received = 0
         before = redis_cpu(topo.ports)
         started = time.perf_counter()
-        await publish_all(backplane, rooms, messages)
+        await publish_all(backplane, rooms, messages, concurrency)
         await wait_delivered(subs, messages * SUBSCRIBERS)
         wall = time.perf_counter() - started
         after = redis_cpu(topo.ports)
@@ -259,7 +259,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         results = []
         for rep in range(args.reps):
             for row in rows:
-                result = await measure(row, rooms, args.messages, rep)
+                result = await measure(row, rooms, args.messages, args.concurrency, rep)
                 results.append(result)
                 print(f"rep {rep} {row.name:22} {result['redis_cpu_us_per_msg']:7.1f} µs Redis CPU/msg "
                       f"({', '.join(f'{v:.1f}' for v in result['redis_cpu_us_per_msg_by_node'].values())}) "
@@ -277,7 +277,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     "redis": redis_version,
                     "loadavg_start": load_start, "loadavg_end": os.getloadavg()},
         "params": {"messages": args.messages, "rooms": args.rooms, "reps": args.reps,
-                   "subscribers_per_room": SUBSCRIBERS, "concurrency": CONCURRENCY, "text_bytes": len(TEXT)},
+                   "subscribers_per_room": SUBSCRIBERS, "concurrency": args.concurrency, "text_bytes": len(TEXT)},
         "results": results,
         "summary": summarise(results),
     }
@@ -288,10 +288,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--messages", type=int, default=20_000)
     parser.add_argument("--rooms", type=int, default=200)
     parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--concurrency", type=int, default=CONCURRENCY, help="publishes in flight")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "perf")
     args = parser.parse_args(argv)
-    if args.messages < 1 or args.rooms < 1 or args.reps < 1:
-        parser.error("--messages, --rooms and --reps must be at least 1")
+    if min(args.messages, args.rooms, args.reps, args.concurrency) < 1:
+        parser.error("--messages, --rooms, --reps and --concurrency must be at least 1")
     doc = asyncio.run(run(args))
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"cluster-{doc['stamp']}.json"
