@@ -30,3 +30,16 @@ def test_cluster_bench_runs_tiny(tmp_path: Path) -> None:
     for result in doc["results"]:
         # every message reached every subscribed gateway: the fan-out really happened
         assert result["deliveries"] == result["messages"] * result["subscribers_per_room"], result
+
+
+def _exit_and_stderr(*argv: str) -> tuple[int, str]:
+    proc = subprocess.run([sys.executable, "-m", *argv], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    return proc.returncode, proc.stderr
+
+
+def test_bad_arguments_are_refused_with_a_clear_error() -> None:
+    code, err = _exit_and_stderr("bench.cluster", "--messages", "0")
+    assert code == 2 and "must be at least 1" in err
+    # the baselines take one Redis URL: they cannot run on a cluster
+    code, err = _exit_and_stderr("bench", "--redis", "cluster", "--designs", "floor,switchboard")
+    assert code == 2 and "--redis cluster runs the switchboard designs only" in err
