@@ -46,6 +46,7 @@ from typing import Any
 
 from switchboard.client import make_token
 from switchboard_harness import RedisProcess
+from switchboard_harness.cluster import RedisClusterProcess
 
 from bench import report
 from bench.client import raise_nofile, worker_main
@@ -55,6 +56,30 @@ from bench.workloads import DEFAULT, WORKLOADS, Workload
 
 PAD = "lorem ipsum dolor sit amet, consectetur adipiscing"  # a chat-sized text (~90 chars in all)
 WARMUP_SCALE = 0.1
+
+Redis = RedisProcess | RedisClusterProcess
+
+
+def redis_pids(redis: Redis) -> list[int]:
+    """Every redis-server process of the run (one, or every cluster node)."""
+    if isinstance(redis, RedisClusterProcess):
+        return list(redis.pids().values())
+    assert redis.proc is not None
+    return [redis.proc.pid]
+
+
+def start_redis(kind: str, maxclients: int) -> Redis:
+    """``standalone``: one redis-server. ``cluster``: 3 primaries, no replicas
+    (docs/performance.md, "Redis Cluster"); the gateways get every primary as
+    a seed in REDIS_URL."""
+    if kind == "cluster":
+        cluster = RedisClusterProcess(primaries=3, replicas=0).start()
+        for port in cluster.primary_ports():
+            cluster.command(port, "CONFIG", "SET", "maxclients", str(maxclients))
+        return cluster
+    single = RedisProcess().start()
+    single.command("CONFIG", "SET", "maxclients", str(maxclients))
+    return single
 
 
 def machine_busy() -> tuple[float, float]:
@@ -179,10 +204,10 @@ def _sum_counts(items: list[dict[str, Any]], key: str) -> dict[str, int]:
     return out
 
 
-def run_one(design: str, w: Workload, redis: RedisProcess, opts: Options, client_procs: int) -> dict[str, Any]:
+def run_one(design: str, w: Workload, redis: Redis, opts: Options, client_procs: int) -> dict[str, Any]:
     servers = DESIGNS[design](opts, w.servers, f"{w.key}-{int(time.time() * 1000)}")
     pids = [s.pid for s in servers]
-    redis_pid = redis.proc.pid  # type: ignore[union-attr]
+    redis_pid_list = redis_pids(redis)
     token = make_token(TOKEN_SECRET, "bench", name="bench", ttl=3600) if design.startswith("switchboard") else None
     result: dict[str, Any] = {"workload": w.key, "design": design, "title": w.title, "servers": len(servers),
                               "connections": w.connections, "probes": len(w.probes), "uvloop": all(s.uvloop for s in servers),
@@ -190,7 +215,7 @@ def run_one(design: str, w: Workload, redis: RedisProcess, opts: Options, client
     pool = None
     try:
         rss_before = sum(rss_kb(p) for p in pids)
-        redis_rss_before = rss_kb(redis_pid)
+        redis_rss_before = sum(rss_kb(p) for p in redis_pid_list)
         specs = plan(w, servers, client_procs, token, opts.loop)
         setup_cpu0 = sum(cpu_seconds(p) for p in pids)
         started = time.monotonic()
@@ -206,14 +231,14 @@ def run_one(design: str, w: Workload, redis: RedisProcess, opts: Options, client
                       setup_cpu_ms_per_conn=round(setup_cpu / max(1, connected) * 1000, 4),
                       rss_before_kb=rss_before, rss_after_kb=rss_after,
                       rss_kb_per_conn=round((rss_after - rss_before) / max(1, connected), 2),
-                      redis_rss_kb_per_conn=round((rss_kb(redis_pid) - redis_rss_before) / max(1, connected), 2))
+                      redis_rss_kb_per_conn=round((sum(rss_kb(p) for p in redis_pid_list) - redis_rss_before) / max(1, connected), 2))
         if connected < w.connections:
             raise RuntimeError(f"only {connected} of {w.connections} connected ({failures}): not the workload")
         if w.kind == "idle":
             return result
         print(f"   {connected}/{w.connections} connected in {result['setup_s']} s", flush=True)
         cpu0 = [cpu_seconds(p) for p in pids]
-        redis_cpu0 = cpu_seconds(redis_pid)
+        redis_cpu0 = sum(cpu_seconds(p) for p in redis_pid_list)
         client_cpu0 = pool.cpu()
         busy0 = machine_busy()
         t0 = time.time() + 0.5
@@ -226,7 +251,7 @@ def run_one(design: str, w: Workload, redis: RedisProcess, opts: Options, client
         cpu1 = [cpu_seconds(p) for p in pids]
         server_cpu = sum(cpu1) - sum(cpu0)
         busy1 = machine_busy()
-        redis_cpu = cpu_seconds(redis_pid) - redis_cpu0
+        redis_cpu = sum(cpu_seconds(p) for p in redis_pid_list) - redis_cpu0
         client_cpu = pool.cpu() - client_cpu0
         busy_s = (busy1[0] - busy0[0]) / CLK_TCK
         result.update(
@@ -334,6 +359,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="the event loop of every server and client process (default uvloop)")
     parser.add_argument("--switchboard-src", type=Path, default=None, metavar="DIR",
                         help="run the Switchboard designs from this checkout (e.g. /work/wt/before)")
+    parser.add_argument("--redis", choices=("standalone", "cluster"), default="standalone",
+                        help="one redis-server, or a local 3-primary Redis Cluster (switchboard designs only)")
     parser.add_argument("--client-procs", type=int, default=2, help="client processes (default 2)")
     parser.add_argument("--settle", type=float, default=15.0, metavar="S",
                         help="before each run, wait up to S seconds for the machine to be 85%% idle (default 15)")
@@ -352,6 +379,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     for d in args.designs:
         if d not in DESIGNS:
             parser.error(f"unknown design {d!r}")
+    if args.redis == "cluster" and any(not d.startswith("switchboard") for d in args.designs):
+        parser.error("--redis cluster runs the switchboard designs only (the baselines take one Redis URL)")
     if args.reps < 1 or args.warmup < 0:
         parser.error("--reps must be at least 1 and --warmup at least 0")
     if args.switchboard_src is not None:
@@ -367,7 +396,7 @@ def designs_for(w: Workload, designs: list[str]) -> list[str]:
     return [d for d in designs if d not in w.skip and (w.fanout or d != "switchboard-nofast")]
 
 
-def _measure(design: str, w: Workload, redis: RedisProcess, opts: Options, args: argparse.Namespace,
+def _measure(design: str, w: Workload, redis: Redis, opts: Options, args: argparse.Namespace,
              label: str) -> dict[str, Any]:
     print(f"-- {label} {w.title} :: {design}", flush=True)
     waited = settle(args.settle)
@@ -408,15 +437,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "loop": args.loop,
         "designs": args.designs,
         "client_procs": args.client_procs,
+        "redis": args.redis,
         "nofile": nofile,
         "switchboard_source": source_info(args.switchboard_src),
         "machine": _machine(),
         "versions": _versions(),
         "results": [],
     }
-    redis = RedisProcess().start()
+    redis = start_redis(args.redis, max(1000, nofile - 64))
     try:
-        redis.command("CONFIG", "SET", "maxclients", str(max(1000, nofile - 64)))
         opts = Options(redis.url, args.loop, log_dir, args.switchboard_src)
         for key in args.workloads:
             w = WORKLOADS[key](args.scale)

@@ -80,3 +80,17 @@ def test_bench_big_rooms_tiny(tmp_path: Path) -> None:
     assert big["delivered_fraction"] == 1.0 and big["servers"] == 4
     assert "Joins in the measured phase" in stdout
 
+
+
+def test_bench_on_a_redis_cluster_tiny(tmp_path: Path) -> None:
+    """``--redis cluster``: the gateways on a 3-primary cluster deliver
+    everything, and the Redis CPU counted is that of every node."""
+    doc, _ = _bench(tmp_path, "--redis", "cluster", "--scale", "0.02", "--workloads", "w1a,w2",
+                    "--designs", "switchboard", "--reps", "1", "--warmup", "0", "--plot", "none")
+    assert doc["redis"] == "cluster"
+    runs = [r for r in doc["results"] if "skipped" not in r]
+    assert {r["workload"] for r in runs} == {"w1a", "w2"}
+    for r in runs:
+        assert "failed" not in r, r
+        assert r["delivered_fraction"] == 1.0, r
+        assert r["redis_cpu_s"] > 0, r
