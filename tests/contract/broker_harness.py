@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 
 from switchboard.backplane.cluster import ClusterCommands
 from switchboard.backplane.connect import is_cluster_node, split_urls
-
+from switchboard_harness.keyspace import keys_with_prefix  # noqa: F401  (re-exported for the tests)
 
 HISTORY_SIZE = 5
 PRESENCE_TTL = 30.0
@@ -140,25 +140,6 @@ async def ephemeral_barrier(c: Cluster, room: str) -> None:
     await c.b.publish_ephemeral(room, marker.encode())
     for rec, n in zip(c.recorders, seen):
         await rec.until(lambda rec=rec, n=n: sum(1 for e in rec.ephemeral if e == (room, marker)) > n)
-
-
-async def keys_with_prefix(url: str, prefix: str) -> list[bytes]:
-    """The test's keys, on one Redis or on every primary of a cluster."""
-    urls = split_urls(url)
-    if len(urls) == 1 and not await is_cluster_node(urls[0]):
-        redis = Redis.from_url(url)
-        try:
-            return [key async for key in redis.scan_iter(match=f"{prefix}:*", count=1000)]
-        finally:
-            await redis.aclose()
-    commands = ClusterCommands(urls)
-    try:
-        keys = []
-        for address in await commands.primaries():
-            keys += [key async for key in commands.node(address).redis.scan_iter(match=f"{prefix}:*", count=1000)]
-        return keys
-    finally:
-        await commands.close()
 
 
 async def delete_prefix(url: str, prefix: str) -> None:

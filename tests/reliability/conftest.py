@@ -20,6 +20,7 @@ import pytest
 
 from switchboard.client import Client
 from switchboard_harness import TEST_API_KEY, GatewayProcess, RedisProcess
+from switchboard_harness.keyspace import keys_with_prefix  # noqa: F401  (re-exported for the tests)
 
 
 @pytest.fixture
@@ -229,25 +230,3 @@ class RawWebSocket:
         self.sock.close()
 
 
-async def keys_with_prefix(redis_url: str, prefix: str) -> list[bytes]:
-    """Every key under `prefix`, on one Redis or on every primary of a cluster."""
-    from redis.asyncio import Redis
-
-    from switchboard.backplane.cluster import ClusterCommands
-    from switchboard.backplane.connect import is_cluster_node, split_urls
-
-    urls = split_urls(redis_url)
-    if len(urls) == 1 and not await is_cluster_node(urls[0]):
-        redis = Redis.from_url(redis_url)
-        try:
-            return [key async for key in redis.scan_iter(match=f"{prefix}:*", count=1000)]
-        finally:
-            await redis.aclose()
-    commands = ClusterCommands(urls)
-    try:
-        keys: list[bytes] = []
-        for address in await commands.primaries():
-            keys += [key async for key in commands.node(address).redis.scan_iter(match=f"{prefix}:*", count=1000)]
-        return keys
-    finally:
-        await commands.close()
