@@ -115,12 +115,26 @@ class RedisClusterProcess:
 
     # --- lifecycle ------------------------------------------------------------------
 
+    def _wait_started(self, node: ClusterNode, tries: int = 3) -> None:
+        """Wait for a node to answer. A port probed free can be taken before
+        redis-server binds it (another process's ephemeral port): a node that
+        exited is started again on fresh ports."""
+        for attempt in range(tries):
+            try:
+                _wait(lambda: self.command(node.port, "PING"), 10, f"redis node {node.port}")
+                return
+            except TimeoutError:
+                if node.proc is None or node.proc.poll() is None or attempt == tries - 1:
+                    raise
+                node.port, node.bus_port = free_port(), free_port()
+                self._spawn(node)
+
     def start(self, timeout: float = 60.0) -> RedisClusterProcess:
         try:
             for node in self.nodes:
                 self._spawn(node)
             for node in self.nodes:
-                _wait(lambda node=node: self.command(node.port, "PING"), 10, f"redis node {node.port}")
+                self._wait_started(node)
             if self.primaries_wanted >= 3:
                 self._create_with_redis_cli(timeout)
             else:
