@@ -358,7 +358,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--loop", choices=LOOPS, default="uvloop",
                         help="the event loop of every server and client process (default uvloop)")
     parser.add_argument("--switchboard-src", type=Path, default=None, metavar="DIR",
-                        help="run the Switchboard designs from this checkout (e.g. /work/wt/before)")
+                        help="run the Switchboard designs from this checkout (e.g. ../switchboard-before)")
     parser.add_argument("--redis", choices=("standalone", "cluster"), default="standalone",
                         help="one redis-server, or a local 3-primary Redis Cluster (switchboard designs only)")
     parser.add_argument("--client-procs", type=int, default=2, help="client processes (default 2)")
