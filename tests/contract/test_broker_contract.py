@@ -11,7 +11,7 @@ from broker_harness import Cluster, Recorder, delete_prefix, ephemeral_barrier, 
 
 from switchboard_harness import RedisProcess
 from switchboard.protocol.frames import MessageBody, User
-from switchboard.roomlog import Snapshot
+from switchboard.roomlog import Heard, Snapshot
 from switchboard.roster import PresencePage
 from switchboard_gateway.broker import Broker
 from switchboard_gateway.broker.memory import MemoryBroker, MemoryHub
@@ -326,6 +326,27 @@ async def test_renew_epoch_starts_a_new_epoch_once(cluster: Cluster) -> None:
     # A room with no state yet simply gets one.
     fresh = await c.a.renew_epoch("never-used", "whatever")
     assert fresh.epoch and fresh.top == 0 and (await c.b.position("never-used")).epoch == fresh.epoch
+
+
+async def test_publish_that_heard_of_more_than_the_backplane_holds_opens_a_new_epoch(cluster: Cluster) -> None:
+    """A failover lost writes a gateway had heard of: the next publish through
+    it must not reuse their offsets, even before any member's check noticed."""
+    c = cluster
+    await c.subscribe_all("lossy")
+    first = await c.a.publish("lossy", body("one"), "k1")
+    stale = first.epoch
+    same = await c.a.publish("lossy", body("two"), None, Heard(stale, 1))  # heard of less: nothing lost
+    assert (same.offset, same.epoch) == (2, stale)
+    other = await c.b.publish("lossy", body("three"), None, Heard("another-epoch", 9))  # another epoch: no claim
+    assert (other.offset, other.epoch) == (3, stale)
+    renewed = await c.b.publish("lossy", body("four"), "k1", Heard(stale, 5))  # offsets 4 and 5 were lost
+    assert renewed.epoch != stale and (renewed.offset, renewed.duplicate) == (1, False)
+    assert (await c.a.position("lossy")).epoch == renewed.epoch
+    assert [f for f in (await c.a.read_last("lossy", 10)).frames if b'"four"' in f]
+    for rec in c.recorders:
+        await rec.until(lambda rec=rec: len(rec.offsets("lossy")) == 4)
+        got = [(o, e) for r, o, e, _, _ in rec.messages if r == "lossy"]
+        assert got == [(1, stale), (2, stale), (3, stale), (1, renewed.epoch)]
 
 
 # --- RedisBroker only: presence expiry on the real clock ----------------------------------------------------

@@ -198,7 +198,9 @@ async def test_reused_offsets_give_the_room_a_new_epoch(node: Node) -> None:
     state.top = 1
     while state.history and state.history[-1][0] > 1:
         state.history.pop()
-    await publish(node, 1, text="after the failover")  # stored as offset 2 again, other content
+    # Published through a gateway that had heard of nothing: stored as offset 2 again, other content.
+    body = frames.MessageBody(frames.User("pub", "pub"), "after the failover0", 0)
+    await broker_of(node).publish(ROOM, body, None)
     await socket.until(lambda: bool(socket.of("reset")))
     reset = socket.of("reset")[0]
     assert reset["epoch"] != old_epoch and reset["offset"] == 0
@@ -208,3 +210,22 @@ async def test_reused_offsets_give_the_room_a_new_epoch(node: Node) -> None:
     last = socket.frames[-1]
     assert (last["epoch"], last["offset"], last["text"]) == (reset["epoch"], 1, "new epoch0")
     assert socket.offsets() == [1, 2, 3, 1]  # the reused offset 2 was never delivered
+
+
+async def test_a_publish_through_a_node_that_heard_of_lost_writes_opens_a_new_epoch(node: Node) -> None:
+    """The publisher's own gateway knows what it heard: its next publish
+    renews the epoch, whatever the members' checks have seen so far."""
+    _, socket = await member(node)
+    await publish(node, 3)
+    await socket.until(lambda: socket.offsets() == [1, 2, 3])
+    old_epoch = socket.of("message")[0]["epoch"]
+    state = broker_of(node).hub.rooms[ROOM]
+    state.top = 1  # a failover lost offsets 2 and 3
+    await publish(node, 1, text="after the failover")
+    await socket.until(lambda: bool(socket.of("reset")))
+    reset = socket.of("reset")[0]
+    assert reset["epoch"] != old_epoch
+    await socket.until(lambda: socket.frames[-1]["type"] == "message")
+    last = socket.frames[-1]
+    assert (last["epoch"], last["offset"], last["text"]) == (reset["epoch"], 1, "after the failover0")
+    assert socket.offsets() == [1, 2, 3, 1]

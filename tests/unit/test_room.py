@@ -8,7 +8,7 @@ from collections.abc import Collection
 
 import pytest
 
-from switchboard.roomlog import Snapshot
+from switchboard.roomlog import Heard, Snapshot
 from switchboard_gateway.room import Phase, Probe, ReadAfter, RenewEpoch, Room, RoomEvent
 
 E1, E2, E3 = "e1", "e2", "e3"
@@ -548,3 +548,22 @@ def test_a_room_that_had_an_epoch_still_resets_when_history_is_lost() -> None:
     answer(room, history(E2, 1, 1))
     assert out.got["m"] == ["reset:e2", frame(E2, 1)]
     assert RoomEvent.RESET in out.events
+
+
+def test_heard_covers_deliveries_the_backlog_and_local_acks() -> None:
+    room, _ = make_room(E1, 3)
+    assert room.heard() == Heard(E1, 3)
+    room.on_acked(E1, 7)  # a local publish stored at 7, not yet heard live
+    assert room.heard() == Heard(E1, 7)
+    room.on_acked(E2, 9)  # another epoch's ack says nothing about this one
+    room.on_acked(E1, 5)  # an older ack does not lower it
+    assert room.heard() == Heard(E1, 7)
+    probe = room.probe()
+    assert probe is not None and probe.last == 7
+    room.on_position(probe, E1, 4)  # the backplane lost the acked writes
+    assert room.phase is Phase.RENEWING
+
+
+def test_a_room_without_an_epoch_claims_nothing() -> None:
+    room, _ = make_room("", 0)
+    assert room.heard() is None

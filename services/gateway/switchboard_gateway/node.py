@@ -255,7 +255,11 @@ class Node:
         self, user: frames.User, room: str, text: str, client_msg_id: str | None
     ) -> frames.Ack:
         body = frames.MessageBody(user=user, text=text, ts=int(time.time() * 1000))
-        result = await self.broker.publish(room, body, client_msg_id)
+        link = self.rooms.get(room)
+        result = await self.broker.publish(room, body, client_msg_id, link.core.heard() if link else None)
+        link = self.rooms.get(room)
+        if link is not None:
+            link.core.on_acked(result.epoch, result.offset)
         if not result.duplicate:
             self.metrics.messages_published.inc()
         return frames.Ack(room=room, offset=result.offset, epoch=result.epoch)

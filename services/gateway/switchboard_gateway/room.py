@@ -54,7 +54,7 @@ from collections.abc import Collection, Hashable
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
-from switchboard.roomlog import Snapshot
+from switchboard.roomlog import Heard, Snapshot
 
 M = TypeVar("M", bound=Hashable)
 M_contra = TypeVar("M_contra", bound=Hashable, contravariant=True)
@@ -187,6 +187,7 @@ class Room(Generic[M]):
         self._retired: deque[str] = deque(maxlen=RETIRED_EPOCHS)
         self._again = False  # read again once the request in flight is answered
         self._checked_top = 0  # the room's newest offset at the previous position check
+        self._acked = 0  # newest offset of `epoch` the backplane acknowledged to a local publisher
 
     # --- views -------------------------------------------------------------------
 
@@ -210,6 +211,16 @@ class Room(Generic[M]):
 
     def parked(self, member: M) -> bool:
         return member in self._parked
+
+    def heard(self) -> Heard | None:
+        """What a publish through this node tells the backplane it has heard
+        of (``Broker.publish``): a backplane showing less lost writes."""
+        return Heard(self.epoch, self._known()) if self.epoch else None
+
+    def on_acked(self, epoch: str, offset: int) -> None:
+        """A local publish was stored at (`epoch`, `offset`)."""
+        if epoch == self.epoch and offset > self._acked:
+            self._acked = offset
 
     # --- position --------------------------------------------------------------------
 
@@ -356,7 +367,7 @@ class Room(Generic[M]):
     def _known(self) -> int:
         """The newest offset of the current epoch this room has heard of: the
         backplane held it, so it must still show at least that much."""
-        known = self.last
+        known = max(self.last, self._acked)
         for offset, epoch, *_ in self._backlog:
             if epoch == self.epoch and offset > known:
                 known = offset
@@ -414,7 +425,7 @@ class Room(Generic[M]):
         adopting = _adopts(self.epoch, self.last)
         if self.epoch and self.epoch not in self._retired:
             self._retired.append(self.epoch)
-        self.epoch, self.last, self._checked_top = epoch, 0, 0
+        self.epoch, self.last, self._checked_top, self._acked = epoch, 0, 0, 0
         self._recent.clear()
         if not adopting:
             self._output.event(RoomEvent.RESET)

@@ -14,6 +14,17 @@ class PublishResult:
 
 
 @dataclass(frozen=True, slots=True)
+class Heard:
+    """The newest offset of ``epoch`` a gateway has heard of (delivered,
+    waiting, or acknowledged to a publisher). The backplane held it, so it
+    must still show at least that much: if it shows less, it lost writes
+    (a failover) and the offsets after its top would be reused."""
+
+    epoch: str
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     """A room's position (``epoch``, newest ``top`` offset) and some of its
     history as encoded ``message`` frames, ascending by offset."""

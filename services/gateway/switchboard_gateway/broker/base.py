@@ -22,6 +22,9 @@ Guarantees a broker gives its node:
 - An offset is never reused under one epoch: when the backplane lost writes
   (a Redis restart, a failover to a replica that lacked them),
   ``renew_epoch`` moves the room to a fresh epoch, once, however many nodes ask.
+  ``publish`` takes what the node has ``heard`` of the room: if the backplane
+  shows less of that epoch, the message itself opens a fresh epoch (so a
+  publisher racing the members' own checks cannot reuse a lost offset).
 - Presence keeps, per room, each live connection and each present user
   incrementally: a join, a leave or a listing costs the same whatever the
   room's size (no call reads the whole room). A user's first connection is
@@ -42,7 +45,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from switchboard.protocol.frames import MessageBody
-from switchboard.roomlog import PublishResult, Snapshot
+from switchboard.roomlog import Heard, PublishResult, Snapshot
 from switchboard.roster import PresencePage
 
 __all__ = [
@@ -96,7 +99,9 @@ class Broker(Protocol):
 
     async def unsubscribe(self, room: str) -> None: ...
 
-    async def publish(self, room: str, body: MessageBody, client_msg_id: str | None) -> PublishResult: ...
+    async def publish(
+        self, room: str, body: MessageBody, client_msg_id: str | None, heard: Heard | None = None
+    ) -> PublishResult: ...
 
     async def position(self, room: str) -> Snapshot:
         """The room's epoch ("" when it has no history) and newest offset, no entries."""

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from switchboard.protocol import codec
 from switchboard.protocol.frames import MessageBody
-from switchboard.roomlog import PublishResult, Snapshot
+from switchboard.roomlog import Heard, PublishResult, Snapshot
 from switchboard.roster import PresencePage
 from switchboard_gateway.broker.base import BrokerEvents
 
@@ -209,13 +209,17 @@ class MemoryBroker:
             if not subscribers:
                 del self.hub.subscribers[room]
 
-    async def publish(self, room: str, body: MessageBody, client_msg_id: str | None) -> PublishResult:
+    async def publish(
+        self, room: str, body: MessageBody, client_msg_id: str | None, heard: Heard | None = None
+    ) -> PublishResult:
         hub = self.hub
         now = hub.clock()
+        current = hub.rooms.get(room)
+        if current is not None and heard is not None and heard.epoch == current.epoch and current.top < heard.offset:
+            await self.renew_epoch(room, current.epoch)  # lost writes (as in publish.lua)
         key = (room, body.user.id, client_msg_id or "")
         if client_msg_id is not None:
             prior = hub.idempotency.get(key)
-            current = hub.rooms.get(room)
             # only a result of the room's current epoch stands (as in publish.lua)
             if prior is not None and prior[2] > now and current is not None and prior[1] == current.epoch:
                 return PublishResult(prior[0], prior[1], True)

@@ -32,7 +32,7 @@ from switchboard.backplane.commands import Commands, StandaloneCommands, load_sc
 from switchboard.backplane.connect import ClusterMode, detect_cluster, split_urls
 from switchboard.backplane.pipeline import Durability, WriteOutcomeUnknown
 from switchboard.protocol.frames import MessageBody
-from switchboard.roomlog import PublishResult, Snapshot
+from switchboard.roomlog import Heard, PublishResult, Snapshot
 from switchboard.roster import PresencePage
 from switchboard_gateway.broker.base import BrokerEvents, BrokerOutcomeUnknown, BrokerUnavailable
 from switchboard_gateway.broker.sharded import ShardedSubscriber
@@ -185,9 +185,11 @@ class RedisBroker:
 
     # --- commands ------------------------------------------------------------------
 
-    async def publish(self, room: str, body: MessageBody, client_msg_id: str | None) -> PublishResult:
+    async def publish(
+        self, room: str, body: MessageBody, client_msg_id: str | None, heard: Heard | None = None
+    ) -> PublishResult:
         try:
-            return await _guard(self.backplane.publish(room, body, client_msg_id=client_msg_id))
+            return await _guard(self.backplane.publish(room, body, client_msg_id=client_msg_id, heard=heard))
         except BrokerUnavailable as exc:
             if isinstance(exc.__cause__, WriteOutcomeUnknown):
                 raise BrokerOutcomeUnknown(str(exc)) from exc.__cause__

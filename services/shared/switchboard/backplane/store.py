@@ -17,7 +17,7 @@ from switchboard.backplane import scripts
 from switchboard.backplane.commands import Commands
 from switchboard.backplane.keys import RoomKeys, subject_key
 from switchboard.protocol import codec, frames
-from switchboard.roomlog import PublishResult, Snapshot
+from switchboard.roomlog import Heard, PublishResult, Snapshot
 from switchboard.roster import PresencePage
 
 ReadMode = Literal["none", "after", "before", "last"]
@@ -74,7 +74,12 @@ class Backplane:
         body: frames.MessageBody,
         *,
         client_msg_id: str | None = None,
+        heard: Heard | None = None,
     ) -> PublishResult:
+        """Append and fan out. `heard` is the room's newest position the
+        caller knows the backplane held: if the backplane now shows less of
+        that epoch, it lost writes, and the message opens a fresh epoch
+        instead of reusing their offsets."""
         k = self.keys(room)
         keys = [k.meta, k.log]
         if client_msg_id is not None:
@@ -89,6 +94,8 @@ class Backplane:
             self.idempotency_window,
             body.ts,
             self.publish_command,
+            heard.epoch if heard is not None else "",
+            heard.offset if heard is not None else 0,
         ]
         # Retried after a lost connection only with an idempotency key: without
         # one, running it twice would store the message twice.

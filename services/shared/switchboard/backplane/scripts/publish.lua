@@ -10,8 +10,16 @@
 -- ARGV[5] history size (entries kept)   ARGV[6] history TTL (s)
 -- ARGV[7] idempotency window (s)        ARGV[8] ts (ms)
 -- ARGV[9] fan-out command: PUBLISH (one Redis) or SPUBLISH (cluster: the room's shard only)
+-- ARGV[10] epoch and ARGV[11] newest offset the calling gateway has heard of
+--          ("" and 0 when it has heard of none)
 -- Returns {offset, epoch, duplicate (0/1)}.
 local epoch = redis.call('HGET', KEYS[1], 'e')
+if epoch and epoch == ARGV[10] and tonumber(redis.call('HGET', KEYS[1], 's')) < tonumber(ARGV[11]) then
+  -- This shard lacks writes a gateway heard of (a failover promoted a replica
+  -- that had not got them): their offsets must not be reused for other
+  -- messages, so the room starts a fresh epoch with this one.
+  epoch = false
+end
 if KEYS[3] then
   local prior = redis.call('GET', KEYS[3])
   if prior then
