@@ -184,6 +184,8 @@ class Settings:
     presence_ttl_s: float = _setting("PRESENCE_TTL", _positive_float, 30.0)
     presence_list_max: int = _setting("PRESENCE_LIST_MAX", _positive_int, 100)
     presence_events_max: int = _setting("PRESENCE_EVENTS_MAX", _non_negative_int, 200)
+    # Events stream (docs/protocol.md "Events stream"): entries kept per stream; 0 = off.
+    events_maxlen: int = _setting("EVENTS_MAXLEN", _non_negative_int, 0)
     idempotency_window_s: int = _setting("IDEMPOTENCY_WINDOW", _positive_int, 120)
     publish_rate: float = _setting("PUBLISH_RATE", _positive_float, 10.0)
     publish_burst: int = _setting("PUBLISH_BURST", _positive_int, 20)
@@ -244,6 +246,8 @@ class Settings:
             raise SettingsError("REDIS_URL lists several nodes, which needs a Redis Cluster, but REDIS_CLUSTER=false")
         if settings.memory_broker and settings.redis_cluster == "true":
             raise SettingsError("REDIS_CLUSTER=true needs a redis:// REDIS_URL, not memory://")
+        if settings.memory_broker and settings.events_maxlen > 0:
+            raise SettingsError("EVENTS_MAXLEN needs a redis:// REDIS_URL: the memory broker keeps no events stream")
         if 0 < settings.max_token_lifetime_s < settings.guest_token_ttl_s:
             raise SettingsError("GUEST_TOKEN_TTL must not exceed MAX_TOKEN_LIFETIME (guest tokens would be refused)")
         if not settings.demo_mode:

@@ -45,6 +45,7 @@ def create_broker(settings: Settings) -> Broker:
         idempotency_window_s=settings.idempotency_window_s,
         presence_ttl_s=settings.presence_entry_lifetime_s,  # RedisBroker's name for the entry lifetime
         presence_events_max=settings.presence_events_max,
+        events_maxlen=settings.events_maxlen,
         cluster=_CLUSTER_MODES[settings.redis_cluster],
         durability=durability,
         client_name=subscription_client_name(settings.node),

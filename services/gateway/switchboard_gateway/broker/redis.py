@@ -58,6 +58,7 @@ class RedisBroker:
         idempotency_window_s: int = 120,
         presence_ttl_s: float = 30.0,
         presence_events_max: int = 200,
+        events_maxlen: int = 0,
         liveness_s: float = 2.0,
         cluster: ClusterMode = "auto",
         durability: Durability | None = None,
@@ -76,6 +77,7 @@ class RedisBroker:
         self._idempotency_window_s = idempotency_window_s
         self._presence_ttl_s = presence_ttl_s
         self._presence_events_max = presence_events_max
+        self._events_maxlen = events_maxlen
         self._backplane: Backplane | None = None
         self._subscriber: StandaloneSubscriber | ShardedSubscriber | None = None
         self._setup_task: asyncio.Task[None] | None = None
@@ -134,6 +136,7 @@ class RedisBroker:
             idempotency_window=self._idempotency_window_s,
             presence_ttl=self._presence_ttl_s,
             presence_events_max=self._presence_events_max,
+            events_maxlen=self._events_maxlen,
             durable=self._durability is not None,
         )
 

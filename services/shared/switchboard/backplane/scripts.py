@@ -20,17 +20,19 @@ class Script:
 
 
 _prelude = _read("presence_prelude.lua")
-# Functions append_event() and room_event(): prepend to a script that makes a
-# change with an event (see scripts/events.lua).
+# Functions append_event(), room_event() and presence_events(): prepended to
+# every script that makes a change with an event (see scripts/events.lua).
 EVENTS_PRELUDE = _read("events.lua")
 
-PUBLISH = Script("publish", _read("publish.lua"))
+PUBLISH = Script("publish", EVENTS_PRELUDE + _read("publish.lua"))
 READ = Script("read", _read("read.lua"))
 RENEW_EPOCH = Script("renew_epoch", _read("renew_epoch.lua"))
-PRESENCE_UPSERT = Script("presence_upsert", _prelude + _read("presence_upsert.lua"))
-PRESENCE_REMOVE = Script("presence_remove", _prelude + _read("presence_remove.lua"))
-PRESENCE_MEMBERS = Script("presence_members", _prelude + _read("presence_members.lua"))
-PRESENCE_SWEEP = Script("presence_sweep", _prelude + "sweep()\npublish_count()\nreturn {}\n")
+# The presence scripts append their events through the prelude's changed().
+_presence = EVENTS_PRELUDE + _prelude
+PRESENCE_UPSERT = Script("presence_upsert", _presence + _read("presence_upsert.lua"))
+PRESENCE_REMOVE = Script("presence_remove", _presence + _read("presence_remove.lua"))
+PRESENCE_MEMBERS = Script("presence_members", _presence + _read("presence_members.lua"))
+PRESENCE_SWEEP = Script("presence_sweep", _presence + "sweep()\npublish_count()\nreturn {}\n")
 APPEND_EVENT = Script("append_event", EVENTS_PRELUDE + _read("append_event.lua"))
 
 # Per-subject limits (docs/security.md): a user's publish/typing rate and

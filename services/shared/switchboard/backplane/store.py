@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from switchboard.backplane import scripts
 from switchboard.backplane.commands import Commands
+from switchboard.backplane.events import EventsLayout
 from switchboard.backplane.keys import RoomKeys, subject_key
 from switchboard.protocol import codec, frames
 from switchboard.roomlog import Heard, PublishResult, Snapshot
@@ -38,6 +39,7 @@ class Backplane:
         idempotency_window: int = 120,
         presence_ttl: float = 30.0,
         presence_events_max: int = 200,
+        events_maxlen: int = 0,
         durable: bool = False,
     ) -> None:
         self.commands = commands
@@ -52,6 +54,11 @@ class Backplane:
         # fan-out: SPUBLISH reaches the room's shard only; PUBLISH on one Redis
         self.publish_command = "SPUBLISH" if commands.sharded else "PUBLISH"
         self._keys: dict[str, RoomKeys] = {}
+        # Events stream (events.py): on when events_maxlen > 0. Off, the
+        # scripts get "0" and no stream key, and do no extra Redis work.
+        self.events_maxlen = str(events_maxlen)
+        self.events_layout = EventsLayout(prefix, cluster=commands.sharded) if events_maxlen > 0 else None
+        self._event_streams: dict[str, str] = {}
 
     def keys(self, room: str) -> RoomKeys:
         keys = self._keys.get(room)
@@ -60,6 +67,18 @@ class Backplane:
                 self._keys.clear()
             keys = self._keys[room] = RoomKeys(self.prefix, room)
         return keys
+
+    def events_stream(self, room: str) -> str | None:
+        """The room's events stream (in the slot of the room's keys), or
+        None when events are off."""
+        if self.events_layout is None:
+            return None
+        stream = self._event_streams.get(room)
+        if stream is None:
+            if len(self._event_streams) > 10_000:
+                self._event_streams.clear()
+            stream = self._event_streams[room] = self.events_layout.stream_for_tag(room)
+        return stream
 
     def _eval(
         self, script: scripts.Script, keys: list[str], args: list[Any], *, durable: bool = False, idempotent: bool = True
@@ -97,6 +116,10 @@ class Backplane:
             heard.epoch if heard is not None else "",
             heard.offset if heard is not None else 0,
         ]
+        # events stream: must stay the last key and the last argument (publish.lua)
+        if (stream := self.events_stream(room)) is not None:
+            keys.append(stream)
+        args.append(self.events_maxlen)
         # Retried after a lost connection only with an idempotency key: without
         # one, running it twice would store the message twice.
         offset, epoch, duplicate = await self._eval(
@@ -159,6 +182,12 @@ class Backplane:
 
     # --- presence --------------------------------------------------------------
 
+    def _presence_keys(self, k: RoomKeys) -> list[str]:
+        keys = k.presence_keys()
+        if (stream := self.events_stream(k.room)) is not None:
+            keys.append(stream)
+        return keys
+
     def _presence_args(self, k: RoomKeys, now_ms: int) -> list[Any]:
         return [
             k.channel,
@@ -167,6 +196,7 @@ class Backplane:
             int(self.presence_ttl * 3) + 1,
             self.presence_events_max,
             self.publish_command,
+            self.events_maxlen,
         ]
 
     async def presence_upsert(
@@ -180,23 +210,23 @@ class Backplane:
         args += [now_ms + int(self.presence_ttl * 1000), list_limit]
         for conn, user in entries:
             args += [conn, user]
-        return _presence_page(await self._eval(scripts.PRESENCE_UPSERT, k.presence_keys(), args))
+        return _presence_page(await self._eval(scripts.PRESENCE_UPSERT, self._presence_keys(k), args))
 
     async def presence_remove(self, room: str, conns: list[str], now_ms: int) -> None:
         k = self.keys(room)
-        await self._eval(scripts.PRESENCE_REMOVE, k.presence_keys(), self._presence_args(k, now_ms) + conns)
+        await self._eval(scripts.PRESENCE_REMOVE, self._presence_keys(k), self._presence_args(k, now_ms) + conns)
 
     async def presence_members(self, room: str, now_ms: int, limit: int) -> PresencePage:
         k = self.keys(room)
         args = self._presence_args(k, now_ms) + [limit]
-        return _presence_page(await self._eval(scripts.PRESENCE_MEMBERS, k.presence_keys(), args))
+        return _presence_page(await self._eval(scripts.PRESENCE_MEMBERS, self._presence_keys(k), args))
 
     async def presence_sweep(self, rooms: list[str], now_ms: int) -> None:
         """Expire connections that nobody refreshed (their gateway died)."""
         calls = []
         for room in rooms:
             k = self.keys(room)
-            calls.append(self._eval(scripts.PRESENCE_SWEEP, k.presence_keys(), self._presence_args(k, now_ms)))
+            calls.append(self._eval(scripts.PRESENCE_SWEEP, self._presence_keys(k), self._presence_args(k, now_ms)))
         await asyncio.gather(*calls)
 
     # --- per-subject limits (docs/security.md) -----------------------------------

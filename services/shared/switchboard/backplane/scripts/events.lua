@@ -23,3 +23,19 @@ end
 local function room_event(kind, room_json, ts, user_json)
   return '{"type":"' .. kind .. '","room":' .. room_json .. ',"ts":' .. ts .. ',"user":' .. user_json .. '}'
 end
+
+-- The events of a presence change (presence_prelude.lua's changed()):
+-- a user's first connection is user_joined, preceded by room_occupied when
+-- that user is the room's first (`count`: users present after the change);
+-- a user's last one is user_left, followed by room_vacated when the room is
+-- now empty. Nothing at all when events are off.
+local function presence_events(key, maxlen, change, room_json, ts, user_json, count)
+  if not key or maxlen == '0' then return end
+  if change == 'join' then
+    if count == 1 then append_event(key, maxlen, room_event('room_occupied', room_json, ts, user_json)) end
+    append_event(key, maxlen, room_event('user_joined', room_json, ts, user_json))
+  else
+    append_event(key, maxlen, room_event('user_left', room_json, ts, user_json))
+    if count == 0 then append_event(key, maxlen, room_event('room_vacated', room_json, ts, user_json)) end
+  end
+end

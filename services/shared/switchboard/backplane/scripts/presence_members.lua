@@ -1,4 +1,4 @@
--- Expire stale connections, then list at most ARGV[7] users (see listing()).
+-- Expire stale connections, then list at most ARGV[8] users (see listing()).
 sweep()
 publish_count()
-return listing(tonumber(ARGV[7]), {})
+return listing(tonumber(ARGV[8]), {})

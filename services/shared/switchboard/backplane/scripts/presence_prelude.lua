@@ -8,6 +8,9 @@
 -- ARGV[4] key TTL (s): the keys vanish when no gateway refreshes them.
 -- ARGV[5] PRESENCE_EVENTS_MAX
 -- ARGV[6] fan-out command: PUBLISH (one Redis) or SPUBLISH (cluster)
+-- ARGV[7] EVENTS_MAXLEN ('0': events off)
+-- KEYS[5] the room's events stream, only when events are on (events.lua,
+--         prepended before this file, appends to it)
 -- A user's first connection publishes presence_join, its last one
 -- presence_leave, while the room has at most ARGV[5] users (counted after
 -- the change); above that, one 'c<count>' per script run tells the gateways
@@ -22,6 +25,7 @@ end
 
 local function changed(kind, user)
   local count = redis.call('HLEN', KEYS[3])
+  presence_events(KEYS[5], ARGV[7], kind, ARGV[2], ARGV[3], user, count)
   if count <= tonumber(ARGV[5]) then
     publish('e{"type":"presence_' .. kind .. '","room":' .. ARGV[2] .. ',"user":' .. user
       .. ',"count":' .. count .. '}')

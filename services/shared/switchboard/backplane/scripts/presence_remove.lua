@@ -1,6 +1,6 @@
--- Remove connections (clean leave or disconnect). ARGV[7], ...: connection ids.
+-- Remove connections (clean leave or disconnect). ARGV[8], ...: connection ids.
 sweep()
-for i = 7, #ARGV do
+for i = 8, #ARGV do
   remove(ARGV[i])
 end
 publish_count()
