@@ -35,6 +35,7 @@ from switchboard.protocol.frames import MessageBody
 from switchboard.roomlog import Heard, PublishResult, Snapshot
 from switchboard.roster import PresencePage
 from switchboard_gateway.broker.base import BrokerEvents, BrokerOutcomeUnknown, BrokerUnavailable
+from switchboard_gateway.broker.janitor import sweep_abandoned_rooms_forever
 from switchboard_gateway.broker.sharded import ShardedSubscriber
 from switchboard_gateway.broker.subscriber import BACKOFF_MAX_S, BACKOFF_MIN_S, StandaloneSubscriber
 
@@ -81,6 +82,7 @@ class RedisBroker:
         self._backplane: Backplane | None = None
         self._subscriber: StandaloneSubscriber | ShardedSubscriber | None = None
         self._setup_task: asyncio.Task[None] | None = None
+        self._janitor_task: asyncio.Task[None] | None = None
 
     # --- lifecycle -----------------------------------------------------------
 
@@ -163,13 +165,18 @@ class RedisBroker:
                 client_name=self._client_name,
             )
         self._backplane, self._subscriber = backplane, subscriber
+        if self._events_maxlen > 0:  # crash expiry of rooms no gateway serves any more (janitor.py)
+            self._janitor_task = asyncio.create_task(
+                sweep_abandoned_rooms_forever(backplane, max(0.1, self._presence_ttl_s / 2)), name="events-janitor"
+            )
         log.info("backplane: %s", "redis cluster (sharded pub/sub)" if cluster else "one redis server")
         await subscriber.start(events)
 
     async def close(self) -> None:
-        if self._setup_task is not None:
-            self._setup_task.cancel()
-            await asyncio.gather(self._setup_task, return_exceptions=True)
+        for task in (self._setup_task, self._janitor_task):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         if self._subscriber is not None:
             await self._subscriber.close()
         if self._backplane is not None:

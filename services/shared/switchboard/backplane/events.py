@@ -18,6 +18,18 @@ write; readers (the dispatcher) put it in front of the other fields.
 
 Webhook dispatchers read through the consumer group ``webhooks``; what they
 give up on goes to ``<prefix>:events:dead``.
+
+Crash expiry needs one more key, ``<prefix>:events:rooms``: a sorted set of
+the rooms that have presence, scored with the latest expiry a gateway gave
+their connections. A gateway adds a room there BEFORE its presence script
+adds or refreshes the room's connections (so a room with presence is always
+listed: a gateway dying in between leaves an empty room listed, which is
+harmless). A room whose members' gateways all died is refreshed by nobody,
+so its score falls behind the clock; a janitor on the gateways (one at a
+time, ``<prefix>:events:janitor`` is its lock) sweeps it, which appends its
+``user_left`` / ``room_vacated``, and drops it from the set once it is empty.
+It is one key, not one per slot, because it is only a to-do list: the
+events themselves are still written by the script that makes the change.
 """
 
 from __future__ import annotations
@@ -38,6 +50,15 @@ class EventsLayout:
         self.prefix = prefix
         self.cluster = cluster
         self.dead_letter = f"{prefix}:events:dead"
+
+    @property
+    def room_index(self) -> str:
+        """The rooms with presence, for the janitor (see above)."""
+        return f"{self.prefix}:events:rooms"
+
+    @property
+    def janitor_lock(self) -> str:
+        return f"{self.prefix}:events:janitor"
 
     def stream_for_slot(self, slot: int) -> str:
         return f"{self.prefix}:events:{{{slot_tag(slot)}}}"

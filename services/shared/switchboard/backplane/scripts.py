@@ -34,6 +34,9 @@ PRESENCE_REMOVE = Script("presence_remove", _presence + _read("presence_remove.l
 PRESENCE_MEMBERS = Script("presence_members", _presence + _read("presence_members.lua"))
 PRESENCE_SWEEP = Script("presence_sweep", _presence + "sweep()\npublish_count()\nreturn {}\n")
 APPEND_EVENT = Script("append_event", EVENTS_PRELUDE + _read("append_event.lua"))
+# The janitor's room index (events.py): drop rooms it found empty, unless
+# refreshed since it read them.
+FORGET_ROOMS = Script("forget_rooms", _read("forget_rooms.lua"))
 
 # Per-subject limits (docs/security.md): a user's publish/typing rate and
 # connections, guest sign-ins per address.
@@ -49,6 +52,7 @@ ALL = (
     PRESENCE_MEMBERS,
     PRESENCE_SWEEP,
     APPEND_EVENT,
+    FORGET_ROOMS,
     TOKEN_BUCKET,
     SLOTS,
 )

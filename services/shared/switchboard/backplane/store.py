@@ -206,8 +206,14 @@ class Backplane:
         PRESENCE_TTL after this call unless refreshed again. Lists up to
         `list_limit` users, the entries' own first."""
         k = self.keys(room)
+        expiry = now_ms + int(self.presence_ttl * 1000)
+        if self.events_layout is not None:
+            # Listed for the janitor first, then present (events.py): a room
+            # with presence is never missing from the index.
+            index = self.events_layout.room_index
+            await self.commands.execute(index, "ZADD", index, "GT", expiry, room, idempotent=True)
         args = self._presence_args(k, now_ms)
-        args += [now_ms + int(self.presence_ttl * 1000), list_limit]
+        args += [expiry, list_limit]
         for conn, user in entries:
             args += [conn, user]
         return _presence_page(await self._eval(scripts.PRESENCE_UPSERT, self._presence_keys(k), args))
@@ -228,6 +234,32 @@ class Backplane:
             k = self.keys(room)
             calls.append(self._eval(scripts.PRESENCE_SWEEP, self._presence_keys(k), self._presence_args(k, now_ms)))
         await asyncio.gather(*calls)
+
+    async def sweep_abandoned_rooms(self, now_ms: int, lock_ms: int, limit: int = 500) -> int:
+        """Crash expiry for rooms no live gateway refreshes any more (their
+        members' gateways all died): sweep the listed rooms whose connections
+        have all expired, which appends their ``user_left`` /
+        ``room_vacated``, and forget those left empty. One gateway at a time
+        (a lock held `lock_ms`). Returns the number of rooms swept: 0 when
+        events are off or another gateway holds the lock."""
+        layout = self.events_layout
+        if layout is None:
+            return 0
+        lock, index = layout.janitor_lock, layout.room_index
+        if not await self.commands.execute(lock, "SET", lock, "1", "NX", "PX", lock_ms, idempotent=True):
+            return 0
+        due = await self.commands.execute(
+            index, "ZRANGEBYSCORE", index, "-inf", now_ms, "WITHSCORES", "LIMIT", 0, limit, idempotent=True
+        )
+        if not due:
+            return 0
+        listed = [(due[i], due[i + 1]) for i in range(0, len(due), 2)]
+        # presence_members sweeps, then counts who is left (listing nobody).
+        pages = await asyncio.gather(*(self.presence_members(room.decode(), now_ms, 0) for room, _ in listed))
+        empty = [part for (room, score), page in zip(listed, pages, strict=True) if page.count == 0 for part in (room, score)]
+        if empty:
+            await self._eval(scripts.FORGET_ROOMS, [index], empty)
+        return len(listed)
 
     # --- per-subject limits (docs/security.md) -----------------------------------
 
