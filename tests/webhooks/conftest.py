@@ -1,5 +1,7 @@
 """The webhook tier: a real Redis, real ``python -m switchboard_webhooks``
-processes and a real HTTP receiver on loopback.
+processes and a real HTTP receiver on loopback. On both topologies: on a
+Redis Cluster the events go to the stream of one slot (the layout's), which
+the dispatcher finds by itself.
 
 Events are written the way the gateway's scripts write them: by the Lua
 functions of ``backplane/scripts/events.lua``, with a message event
@@ -16,6 +18,7 @@ from typing import Any
 
 import pytest
 import redis
+from redis.cluster import RedisCluster
 
 from switchboard.backplane import scripts
 from switchboard.backplane.events import WEBHOOK_GROUP, EventsLayout
@@ -40,9 +43,11 @@ append_event(KEYS[1], ARGV[1], room_event(ARGV[2], ARGV[3], ARGV[4], ARGV[5]))
 class EventsWriter:
     """Writes events into the test's key space as a gateway would."""
 
-    def __init__(self, url: str, prefix: str, maxlen: int = 100_000) -> None:
-        self.redis = redis.Redis.from_url(url)
-        self.layout = EventsLayout(prefix, cluster=False)
+    def __init__(self, url: str, prefix: str, maxlen: int = 100_000, *, cluster: bool = False) -> None:
+        self.redis: redis.Redis | RedisCluster = (
+            RedisCluster.from_url(url.split(",")[0]) if cluster else redis.Redis.from_url(url)
+        )
+        self.layout = EventsLayout(prefix, cluster=cluster)
         self.stream = self.layout.stream_for_tag("any room")
         self.maxlen = maxlen
 
@@ -76,7 +81,12 @@ class EventsWriter:
         return self.redis.xadd(self.stream, fields).decode()  # type: ignore[union-attr]
 
     def entry_ids(self) -> list[str]:
+        """The stream entry ids, in stream order."""
         return [eid.decode() for eid, _ in self.redis.xrange(self.stream)]
+
+    def event_ids(self) -> list[str]:
+        """The events' public ids (on a cluster: "<slot>-<entry id>")."""
+        return [self.layout.event_id(self.stream, eid) for eid in self.entry_ids()]
 
     def dead_letters(self) -> list[dict[str, str]]:
         return [
@@ -95,8 +105,8 @@ class EventsWriter:
 
 
 @pytest.fixture
-def events(redis_url: str, redis_prefix: str) -> Iterator[EventsWriter]:
-    writer = EventsWriter(redis_url, redis_prefix)
+def events(redis_url: str, redis_prefix: str, topology: str) -> Iterator[EventsWriter]:
+    writer = EventsWriter(redis_url, redis_prefix, cluster=topology == "cluster")
     yield writer
     writer.close()
 
@@ -116,6 +126,7 @@ FAST = {
     "WEBHOOK_BACKOFF_BASE": "0.05",
     "WEBHOOK_BACKOFF_MAX": "0.2",
     "WEBHOOK_CLAIM_IDLE": "3",
+    "WEBHOOK_DISCOVERY_INTERVAL": "0.3",  # a cluster's new streams are found at once
     "EVENTS_MAXLEN": "100000",
 }
 

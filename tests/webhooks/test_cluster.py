@@ -1,104 +1,31 @@
 """The dispatcher on a Redis Cluster: one events stream per slot holding
 rooms, each in its room's slot; streams on every primary are found and read.
-
-A small private cluster (3 primaries, no replicas) is started here; when the
-harness gains a shared cluster launcher, this fixture should use it.
+On the suite's shared cluster (3 primaries + 3 replicas): cluster topology only.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
-import socket
-import subprocess
-import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
 
 import pytest
-import redis
 from redis.cluster import RedisCluster
 
 from switchboard.backplane import scripts
 from switchboard.backplane.events import EventsLayout
 from switchboard.backplane.keys import RoomKeys
 from switchboard.backplane.slots import key_slot
-from switchboard_harness import free_port
 from switchboard_harness.receiver import WebhookReceiver
 
 from .conftest import DispatcherFactory, wait_until
 
-# The dispatcher on one redis-server; test_cluster.py covers a Redis Cluster.
-pytestmark = pytest.mark.single_redis
+pytestmark = pytest.mark.cluster_only
 
 
-@pytest.fixture(scope="module")
-def cluster_urls() -> Iterator[list[str]]:
-    if shutil.which("redis-cli") is None:
-        pytest.fail("redis-cli is not installed (apt-get install redis-tools)")
-    workdir = tempfile.mkdtemp(prefix="switchboard-cluster-")
-    ports = [_cluster_port() for _ in range(3)]
-    procs = [
-        subprocess.Popen(
-            ["redis-server", "--port", str(p), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
-             "--cluster-config-file", f"nodes-{p}.conf", "--cluster-node-timeout", "2000",
-             "--save", "", "--appendonly", "no", "--dir", workdir, "--protected-mode", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        for p in ports
-    ]
-    try:
-        wait_until(lambda: all(_answers(p) for p in ports), 10, "cluster nodes up")
-        subprocess.run(
-            ["redis-cli", "--cluster", "create", *[f"127.0.0.1:{p}" for p in ports],
-             "--cluster-replicas", "0", "--cluster-yes"],
-            check=True, capture_output=True, timeout=60,
-        )
-        wait_until(lambda: all(_cluster_ok(p) for p in ports), 20, "cluster_state:ok")
-        yield [f"redis://127.0.0.1:{p}/0" for p in ports]
-    finally:
-        for proc in procs:
-            proc.kill()
-            proc.wait(10)
-        shutil.rmtree(workdir, ignore_errors=True)
-
-
-def _cluster_port() -> int:
-    """A free port whose cluster bus port (port + 10000) is free as well."""
-    for _ in range(100):
-        port = free_port()
-        if port + 10000 <= 65535 and _free(port + 10000):
-            return port
-    raise RuntimeError("no free port pair for a cluster node")
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def _answers(port: int) -> bool:
-    client = redis.Redis(port=port, socket_timeout=1)
-    try:
-        return bool(client.ping())
-    except redis.RedisError:
-        return False
-    finally:
-        client.close()
-
-
-def _cluster_ok(port: int) -> bool:
-    client = redis.Redis(port=port, socket_timeout=1)
-    try:
-        info = client.execute_command("CLUSTER INFO")  # parsed into a dict by redis-py
-        return bool(info.get("cluster_state") == "ok")
-    finally:
-        client.close()
+@pytest.fixture
+def cluster_urls(redis_url: str) -> list[str]:
+    return redis_url.split(",")
 
 
 def _append(client: RedisCluster, layout: EventsLayout, room: str, user: str) -> None:

@@ -11,9 +11,6 @@ from switchboard.protocol.events import MessageEvent, RoomOccupied, RoomVacated,
 
 from .conftest import EventsWriter
 
-# The dispatcher on one redis-server; test_cluster.py covers a Redis Cluster.
-pytestmark = pytest.mark.single_redis
-
 
 def _stored(events: EventsWriter) -> list[tuple[str, bytes]]:
     return [(eid.decode(), fields[b"e"]) for eid, fields in events.redis.xrange(events.stream)]

@@ -21,9 +21,6 @@ from switchboard_harness import free_port, http_status
 
 from .conftest import SECRET, DispatcherFactory, EventsWriter, wait_until
 
-# The dispatcher on one redis-server; test_cluster.py covers a Redis Cluster.
-pytestmark = pytest.mark.single_redis
-
 EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "examples" / "webhook_receiver.py"
 
 

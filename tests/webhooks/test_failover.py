@@ -5,14 +5,9 @@ from __future__ import annotations
 import signal
 from collections import Counter
 
-import pytest
-
 from switchboard_harness.receiver import WebhookReceiver
 
 from .conftest import DispatcherFactory, EventsWriter, ids_of, wait_until
-
-# The dispatcher on one redis-server; test_cluster.py covers a Redis Cluster.
-pytestmark = pytest.mark.single_redis
 
 
 def test_a_dispatcher_killed_mid_batch_loses_nothing(
@@ -29,7 +24,7 @@ def test_a_dispatcher_killed_mid_batch_loses_nothing(
 
     second = start_dispatcher(WEBHOOK_BATCH_MAX="20")
     accepted = receiver.wait_accepted(100, timeout=30)
-    assert sorted(set(ids_of(accepted))) == sorted(events.entry_ids())
+    assert sorted(set(ids_of(accepted))) == sorted(events.event_ids())
     wait_until(lambda: events.pending() == 0, 10, "all acknowledged")
     # The 40 held by the dead one were claimed after WEBHOOK_CLAIM_IDLE.
     wait_until(lambda: second.metric("switchboard_webhook_events_claimed") == 40, 10, "claimed metric")
@@ -48,7 +43,7 @@ def test_two_dispatchers_share_the_work_without_duplicates(
     receiver.release()
     accepted = receiver.wait_accepted(200)
     counts = Counter(ids_of(accepted))
-    assert sorted(counts) == sorted(events.entry_ids()) and set(counts.values()) == {1}
+    assert sorted(counts) == sorted(events.event_ids()) and set(counts.values()) == {1}
     wait_until(lambda: events.pending() == 0, 10, "all acknowledged")
     # (the counter moves just after the acknowledgement)
     wait_until(lambda: sum(d.metric("switchboard_webhook_events_delivered") for d in (one, two)) == 200, 10,

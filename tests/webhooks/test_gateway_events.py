@@ -118,32 +118,36 @@ async def test_each_event_once_across_two_gateways(
         ack = await alice_a.publish(room, 'hello "world" é', client_msg_id="m1")
         again = await alice_b.publish(room, 'hello "world" é', client_msg_id="m1")  # a retry: same entry
         assert again["offset"] == ack["offset"]
-        assert (await streams.wait(room, 4))[3:] == [("message", "alice")]
+        plain = await bob_b.publish(room, "no client_msg_id")  # no idempotency key: stored all the same
+        assert plain["type"] == "ack", plain
+        assert (await streams.wait(room, 5))[3:] == [("message", "alice"), ("message", "bob")]
         await bob_b.leave(room)
-        assert (await streams.wait(room, 5))[4:] == [("user_left", "bob")]
+        assert (await streams.wait(room, 6))[5:] == [("user_left", "bob")]
         await alice_a.leave(room)  # alice is still there on gw-b: no event
         await alice_b.close()  # her last connection: she leaves, the room is empty
-        assert (await streams.wait(room, 7))[5:] == [("user_left", "alice"), ("room_vacated", "alice")]
+        assert (await streams.wait(room, 8))[6:] == [("user_left", "alice"), ("room_vacated", "alice")]
     finally:
         for client in (alice_a, alice_b, bob_b):
             await client.close()
 
     stored = [e for _, e in await streams.events() if e["event"].room == room]
-    assert len(stored) == 7  # a few presence refreshes later: still nothing more
+    assert len(stored) == 8  # a few presence refreshes later: still nothing more
     message = stored[3]["event"]
     assert isinstance(message, MessageEvent)
     assert (message.offset, message.epoch, message.text, message.kind) == (ack["offset"], ack["epoch"], 'hello "world" é', "message")
     assert message.user.id == "alice" and message.ts > 1_600_000_000_000
+    second = stored[4]["event"]
+    assert isinstance(second, MessageEvent) and (second.offset, second.text) == (ack["offset"] + 1, "no client_msg_id")
     if topology == "cluster":  # the stream of the room's own slot
         (stream,) = {s for s, e in await streams.events() if e["event"].room == room}
         assert key_slot(stream) == key_slot(RoomKeys(redis_prefix, room).log)
 
-    accepted = receiver.wait_accepted(7, timeout=30)
+    accepted = receiver.wait_accepted(8, timeout=30)
     assert all(d.signature_ok for d in receiver.deliveries)
     assert sorted(e["id"] for e in accepted) == sorted(e["id"] for e in stored)
     typed = [e for d in receiver.deliveries for e in decode_batch(d.body)]
     assert Counter(_type_name(e) for e in typed) == Counter(
-        {"room_occupied": 1, "user_joined": 2, "message": 1, "user_left": 2, "room_vacated": 1}
+        {"room_occupied": 1, "user_joined": 2, "message": 2, "user_left": 2, "room_vacated": 1}
     )
 
 

@@ -35,7 +35,7 @@ def test_the_dispatcher_waits_for_redis_and_survives_losing_it(
     try:
         events.many(5)
         first = receiver.wait_accepted(5)
-        assert sorted(ids_of(first)) == sorted(events.entry_ids())
+        assert sorted(ids_of(first)) == sorted(events.event_ids())
         wait_until(lambda: dispatcher.metric("switchboard_webhook_redis_available") == 1, 10, "redis available")
 
         # Redis restarts empty (no persistence): stream and group are gone.
@@ -43,7 +43,7 @@ def test_the_dispatcher_waits_for_redis_and_survives_losing_it(
         private_redis.start()
         events.many(3)
         receiver.wait_accepted(8, timeout=30)
-        assert sorted(ids_of(receiver.accepted_events()[5:])) == sorted(events.entry_ids())
+        assert sorted(ids_of(receiver.accepted_events()[5:])) == sorted(events.event_ids())
     finally:
         events.close()
 

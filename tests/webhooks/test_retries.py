@@ -6,14 +6,9 @@ from __future__ import annotations
 import json
 from collections import Counter
 
-import pytest
-
 from switchboard_harness.receiver import WebhookReceiver
 
 from .conftest import DispatcherFactory, EventsWriter, ids_of, wait_until
-
-# The dispatcher on one redis-server; test_cluster.py covers a Redis Cluster.
-pytestmark = pytest.mark.single_redis
 
 
 def test_a_receiver_failing_the_first_attempts_gets_every_event(
@@ -24,7 +19,7 @@ def test_a_receiver_failing_the_first_attempts_gets_every_event(
     events.many(30)
 
     accepted = receiver.wait_accepted(30)
-    assert sorted(ids_of(accepted)) == sorted(events.entry_ids())
+    assert sorted(ids_of(accepted)) == sorted(events.event_ids())
     assert Counter(ids_of(accepted)).most_common(1)[0][1] == 1  # each accepted once
     assert [d.status for d in receiver.deliveries[:3]] == [503, 503, 503]
     assert all(d.signature_ok for d in receiver.deliveries)  # every retry re-signed
@@ -45,7 +40,7 @@ def test_a_timeout_is_retried(
     receiver.wait_for(lambda r: r.held >= 2, 10, "a retry after the timeout")
     receiver.release()
     accepted = receiver.wait_accepted(1)
-    assert ids_of(accepted)[0] == events.entry_ids()[0]
+    assert ids_of(accepted)[0] == events.event_ids()[0]
     wait_until(lambda: events.pending() == 0, 10, "acknowledged")
     assert dispatcher.metrics()['switchboard_webhook_requests_total{outcome="timeout"}'] >= 1
 
@@ -62,10 +57,10 @@ def test_dead_letter_after_max_attempts(
     wait_until(lambda: dispatcher.metric("switchboard_webhook_events_dead_lettered") == 5, 10, "dead metric")
     # Three attempts in all, the first included, then no more.
     attempts = Counter(e["id"] for d in receiver.deliveries for e in d.events)
-    assert set(attempts) == set(events.entry_ids()) and set(attempts.values()) == {3}
+    assert set(attempts) == set(events.event_ids()) and set(attempts.values()) == {3}
     dead = events.dead_letters()
     assert {d["attempts"] for d in dead} == {"3"} and {d["reason"] for d in dead} == {"HTTP 500"}
-    assert sorted(json.loads(d["e"])["id"] for d in dead) == sorted(events.entry_ids())
+    assert sorted(json.loads(d["e"])["id"] for d in dead) == sorted(events.event_ids())
     assert sorted(d["entry"] for d in dead) == sorted(events.entry_ids())
     wait_until(lambda: events.pending() == 0, 10, "acknowledged after dead-lettering")
     assert dispatcher.metric("switchboard_webhook_events_delivered") == 0

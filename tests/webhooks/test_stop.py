@@ -14,9 +14,6 @@ from switchboard_harness.receiver import WebhookReceiver
 
 from .conftest import DispatcherFactory, EventsWriter, ids_of, wait_until
 
-# The dispatcher on one redis-server; test_cluster.py covers a Redis Cluster.
-pytestmark = pytest.mark.single_redis
-
 
 def test_sigterm_when_idle_exits_0(start_dispatcher: DispatcherFactory) -> None:
     dispatcher = start_dispatcher()
@@ -39,7 +36,7 @@ def test_sigterm_lets_the_post_in_flight_finish(
         dispatcher.wait(0.5)  # still waiting for the receiver's answer
     receiver.release()
     assert dispatcher.wait(10) == 0
-    assert sorted(ids_of(receiver.accepted_events())) == sorted(events.entry_ids())
+    assert sorted(ids_of(receiver.accepted_events())) == sorted(events.event_ids())
     assert events.pending() == 0  # acknowledged before exiting
 
 
@@ -65,5 +62,5 @@ def test_sigterm_releases_a_batch_waiting_for_its_retry(
     receiver.fail_always = False
     start_dispatcher()
     accepted = receiver.wait_accepted(5)
-    assert sorted(ids_of(accepted)) == sorted(events.entry_ids())
+    assert sorted(ids_of(accepted)) == sorted(events.event_ids())
     wait_until(lambda: events.pending() == 0, 10, "acknowledged")
