@@ -115,14 +115,34 @@ class Backplane:
         return PublishResult(int(offset), epoch.decode(), bool(duplicate), status.decode())
 
     async def read_state(self, room: str, user_id: str, epoch: str, top: int) -> ReadState:
-        """`user_id`'s read state in `room` at the position (`epoch`, `top`)."""
+        """`user_id`'s read state in `room` at the position (`epoch`, `top`):
+        the last offset read and the messages of others after it, not
+        deleted, still in history (at most UNREAD_CAP).
+
+        Two plain HMGETs of the state hash (publish.lua): the mark, then
+        the ``a:`` field of each offset after it. Counting in the gateway
+        keeps Redis's share to field lookups: about 0.1 ms for 1,000
+        offsets, the most there can be (HISTORY_SIZE), where a Lua loop over
+        them cost over 1 ms of Redis time per join."""
         if not epoch:
             return ReadState(0, 0)
         state = self.keys(room).state
-        last, unread = await self._eval(
-            scripts.UNREAD, [state], [epoch, top, user_id, self.history_size, UNREAD_CAP]
-        )
-        return ReadState(int(last), int(unread))
+        field = f"l:{user_id}"
+        stored_epoch, floor, last = await self.commands.execute(state, "HMGET", state, "e", "f", field, idempotent=True)
+        if stored_epoch is None or stored_epoch.decode() != epoch:
+            return ReadState(0, 0)  # nothing stored in this epoch yet
+        last_read = int(last or 0)
+        first = max(last_read + 1, int(floor or 1), top - self.history_size + 1)
+        if first > top:
+            return ReadState(last_read, 0)
+        fields = [f"a:{offset}" for offset in range(first, top + 1)]
+        # "e" again: an epoch renewed between the two calls counts nothing.
+        again, *authors = await self.commands.execute(state, "HMGET", state, "e", *fields, idempotent=True)
+        if again is None or again.decode() != epoch:
+            return ReadState(0, 0)
+        mine = b"=" + user_id.encode()
+        unread = sum(1 for a in authors if a is not None and a[:1] == b"=" and a != mine)
+        return ReadState(last_read, min(unread, UNREAD_CAP))
 
     async def mark_read(self, room: str, user: frames.User, epoch: str, offset: int) -> bool:
         """Move `user`'s read state to `offset` of `epoch` if that is further,

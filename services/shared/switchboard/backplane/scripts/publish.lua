@@ -26,15 +26,16 @@
 -- history), 'deleted', 'forbidden' (not the author), 'emoji_limit'.
 --
 -- The state hash belongs to one epoch (field e) and holds, per offset o:
---   a:<o>  author of message o (only messages in history have one)
---   d:<o>  message o is deleted       n:<o>  distinct emoji on message o
+--   a:<o>  message o: '=' .. its author's id, or '-' once deleted (only
+--          messages in history have one; unread counting reads just these)
+--   n:<o>  distinct emoji on message o
 --   c:<o>:<emoji>  users who reacted with it
 --   r:<o>:<#emoji>:<emoji>:<user>  that user reacted (#emoji: its length in
 --                  bytes, so no emoji/user pair can collide with another)
 --   k:<x>  on react entry x: the r: field suffix it created
 --   f      oldest offset whose fields may remain (trimming below)
 --   l:<user>  read state: the highest offset the user has read (read_mark.lua)
--- Trimmed with history: when offset x leaves the stream its a/d/n/k fields
+-- Trimmed with history: when offset x leaves the stream its a/n/k fields
 -- go, and a react entry x takes the r:/c: fields it created with it (their
 -- message is older than x, so already out of history). The hash thus holds
 -- O(history size) reaction fields, plus one read field per reader.
@@ -66,14 +67,14 @@ local target = ARGV[13]
 local reaction, count_field
 if kind ~= 'message' then
   -- A change: its target must be a message of this epoch's history (one
-  -- with an author field), not deleted. Refusals write nothing.
+  -- with an a: field), not deleted. Refusals write nothing.
   if not epoch or redis.call('HGET', state, 'e') ~= epoch then
     return {0, epoch or '', 0, 'no_target'}
   end
   local author = redis.call('HGET', state, 'a:' .. target)
   if not author then return {0, epoch, 0, 'no_target'} end
-  if redis.call('HEXISTS', state, 'd:' .. target) == 1 then return {0, epoch, 0, 'deleted'} end
-  if (kind == 'edit' or kind == 'delete') and author ~= ARGV[15] and ARGV[16] ~= '1' then
+  if author == '-' then return {0, epoch, 0, 'deleted'} end
+  if (kind == 'edit' or kind == 'delete') and author ~= '=' .. ARGV[15] and ARGV[16] ~= '1' then
     return {0, epoch, 0, 'forbidden'}
   end
   if kind == 'react' or kind == 'unreact' then
@@ -106,11 +107,13 @@ redis.call('EXPIRE', KEYS[1], ARGV[6])
 -- The state hash follows the epoch: another epoch's fields are dropped
 -- (history was lost or renewed: its offsets mean other messages now).
 local floor = math.max(1, offset - tonumber(ARGV[5]) + 1)  -- oldest offset the stream keeps
-if redis.call('HGET', state, 'e') ~= epoch then
+local kept = redis.call('HMGET', state, 'e', 'f')
+local f = tonumber(kept[2]) or floor
+if kept[1] ~= epoch then
   redis.call('DEL', state)
-  redis.call('HSET', state, 'e', epoch, 'f', floor)
+  redis.call('HSET', state, 'e', epoch)
+  f = floor
 end
-local f = tonumber(redis.call('HGET', state, 'f'))
 if f < floor then
   for x = f, floor - 1 do
     local owned = redis.call('HGET', state, 'k:' .. x)
@@ -119,20 +122,23 @@ if f < floor then
       local emoji = string.sub(owned, #t + #len + 3, #t + #len + 2 + tonumber(len))
       redis.call('HDEL', state, 'r:' .. owned, 'c:' .. t .. ':' .. emoji)
     end
-    redis.call('HDEL', state, 'a:' .. x, 'd:' .. x, 'n:' .. x, 'k:' .. x)
+    redis.call('HDEL', state, 'a:' .. x, 'n:' .. x, 'k:' .. x)
   end
-  redis.call('HSET', state, 'f', floor)
 end
+-- f is written with the entry's own field: one HSET.
 if kind == 'message' then
-  redis.call('HSET', state, 'a:' .. offset, ARGV[15])
+  redis.call('HSET', state, 'f', floor, 'a:' .. offset, '=' .. ARGV[15])
 elseif kind == 'delete' then
-  redis.call('HSET', state, 'd:' .. target, 1)
+  redis.call('HSET', state, 'f', floor, 'a:' .. target, '-')
 elseif kind == 'react' then
-  redis.call('HSET', state, 'r:' .. reaction, 1, 'k:' .. offset, reaction)
+  redis.call('HSET', state, 'f', floor, 'r:' .. reaction, 1, 'k:' .. offset, reaction)
   if redis.call('HINCRBY', state, count_field, 1) == 1 then
     redis.call('HINCRBY', state, 'n:' .. target, 1)
   end
+elseif kind == 'edit' then
+  redis.call('HSET', state, 'f', floor)
 elseif kind == 'unreact' then
+  redis.call('HSET', state, 'f', floor)
   redis.call('HDEL', state, 'r:' .. reaction)
   if redis.call('HINCRBY', state, count_field, -1) <= 0 then
     redis.call('HDEL', state, count_field)
