@@ -67,3 +67,16 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        # The application backend (docs/protocol.md "Publish hook", "User control").
+        self.hook_calls = Counter(
+            "switchboard_hook_calls",
+            "Publish hook calls, by outcome (accepted, replaced, rejected, unavailable).",
+            ["outcome"],
+            registry=r,
+        )
+        self.control_commands = Counter(
+            "switchboard_control_commands",
+            "User control commands applied by this gateway, by op (disconnect, remove).",
+            ["op"],
+            registry=r,
+        )

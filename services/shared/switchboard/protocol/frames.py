@@ -74,7 +74,13 @@ class Ping(_ClientFrame, tag="ping"):
     pass
 
 
-ClientFrame = Join | Leave | Publish | History | Presence | Typing | Ping
+class Refresh(_ClientFrame, tag="refresh"):
+    """A new token for the same user: the socket stays open past the old one's expiry."""
+
+    token: Annotated[str, Meta(min_length=1, max_length=8192)]
+
+
+ClientFrame = Join | Leave | Publish | History | Presence | Typing | Ping | Refresh
 ROOM_FRAMES = (Join, Leave, Publish, History, Presence, Typing)
 
 
@@ -119,6 +125,7 @@ class Welcome(_Reply, tag="welcome"):
     user: User
     node: str
     protocol: int
+    exp: int | None  # the token's expiry (Unix seconds), null without one: refresh before it
 
 
 class Joined(_Reply, tag="joined"):
@@ -133,6 +140,7 @@ class Joined(_Reply, tag="joined"):
 
 class Left(_Reply, tag="left"):
     room: str
+    reason: str | None = None  # "removed" (user control API), "forbidden" (a refreshed token's rooms)
 
 
 class Ack(_Reply, tag="ack"):
@@ -155,6 +163,10 @@ class PresenceList(_Reply, tag="presence"):
 
 class Pong(_Reply, tag="pong"):
     pass
+
+
+class Refreshed(_Reply, tag="refreshed"):
+    exp: int | None  # the new token's expiry (Unix seconds), null when it has none
 
 
 # presence_join / presence_leave are built by the presence scripts
