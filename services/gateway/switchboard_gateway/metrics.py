@@ -57,7 +57,7 @@ class Metrics:
         # Hardening (docs/security.md): what the limits refused or cut off.
         self.refused = Counter(
             "switchboard_refused_connections",
-            "Connections refused by a limit, by reason (total, address, user).",
+            "Connections refused by a limit or a ban, by reason (total, address, user, banned).",
             ["reason"],
             registry=r,
         )

@@ -6,6 +6,8 @@ close 1012), token (accept, close 4001: browsers cannot read a refused
 upgrade's status, only 1006). Limits (docs/security.md) refuse politely,
 accept then close 1013 "try again later": MAX_CONNECTIONS_PER_IP before the
 token is even verified, MAX_CONNECTIONS_PER_USER (cluster-wide) after it.
+A user banned by the user control API is accepted, then closed 4003, right
+after the token check.
 """
 
 from __future__ import annotations
