@@ -84,7 +84,6 @@ def test_bench_big_rooms_tiny(tmp_path: Path) -> None:
 
 
 
-@pytest.mark.xfail(strict=False, reason="known flaky under load: a tiny W1a on a cluster sometimes misses deliveries in time")
 def test_bench_on_a_redis_cluster_tiny(tmp_path: Path) -> None:
     """``--redis cluster``: the gateways on a 3-primary cluster deliver
     everything, and the Redis CPU counted is that of every node."""

@@ -343,8 +343,15 @@ def test_encode_error_from_protocol_error() -> None:
         (frames.Pong(id="x"), {"type": "pong", "id": "x"}),
         (frames.Pong(), {"type": "pong"}),
         (
-            frames.Welcome(session="s1", user=ALICE, node="gw1", protocol=1),
-            {"type": "welcome", "session": "s1", "user": {"id": "alice", "name": "Alice"}, "node": "gw1", "protocol": 1},
+            frames.Welcome(session="s1", user=ALICE, node="gw1", protocol=1, exp=None),
+            {
+                "type": "welcome",
+                "session": "s1",
+                "user": {"id": "alice", "name": "Alice"},
+                "node": "gw1",
+                "protocol": 1,
+                "exp": None,
+            },
         ),
         (
             frames.PresenceList(room="a", members=[frames.Member(ALICE, 1)], count=250),

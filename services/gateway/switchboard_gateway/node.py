@@ -36,8 +36,10 @@ from switchboard.roster import PresencePage
 from switchboard_gateway import presence
 from switchboard_gateway.broker import Broker, BrokerUnavailable
 from switchboard_gateway.connection import Connection
+from switchboard_gateway.control import UserControl
 from switchboard_gateway.metrics import Metrics
 from switchboard_gateway.presence_counts import PresenceCounts
+from switchboard_gateway.publish_hook import hook_from_settings
 from switchboard_gateway.readmarks import Key, Mark, ReadMarks
 from switchboard_gateway.room import ReadAfter, Room, RoomEvent
 from switchboard_gateway.settings import Settings
@@ -136,12 +138,16 @@ class Node:
         self.draining = False
         self.supervisor = Supervisor(metrics.task_failures)
         self.presence_counts = PresenceCounts(self._send_presence_count)
+        self.publish_hook = hook_from_settings(settings, metrics)  # None without PUBLISH_HOOK_URL
+        self.control = UserControl(self)
         self.read_marks = ReadMarks(interval_s=1.0)
         self._read_flush: asyncio.TimerHandle | None = None
 
     # --- lifecycle -------------------------------------------------------------
 
     async def start(self) -> None:
+        if self.publish_hook is not None:
+            await self.publish_hook.start()
         await self.broker.start(self)
         self.metrics.broker_available.set(1 if self.broker.available else 0)
         self.supervisor.every("presence", self.settings.presence_refresh_interval_s, self.refresh_presence)
@@ -156,6 +162,8 @@ class Node:
         await self.supervisor.stop()
         self.presence_counts.close()
         await self.broker.close()
+        if self.publish_hook is not None:
+            await self.publish_hook.close()
 
     @property
     def ready(self) -> bool:
@@ -286,6 +294,8 @@ class Node:
     async def publish(
         self, user: frames.User, room: str, text: str, client_msg_id: str | None
     ) -> frames.Ack:
+        if self.publish_hook is not None:  # the app first: it may reject or rewrite the text
+            text = await self.publish_hook.moderate(room, user, text, client_msg_id)
         body = frames.MessageBody(user=user, text=text, ts=int(time.time() * 1000))
         return await self.append(room, body, client_msg_id)
 
@@ -293,7 +303,13 @@ class Node:
         self, room: str, body: frames.MessageBody, client_msg_id: str | None, *, moderator: bool = False
     ) -> frames.Ack:
         """Log an entry (a message, or a change to one: ``body.kind``) and
-        return its ``ack``; a refused change raises ``ProtocolError`` (no id)."""
+        return its ``ack``; a refused change raises ``ProtocolError`` (no id).
+        An edit goes through the publish hook first, like a publish."""
+        if body.kind == "edit" and self.publish_hook is not None:
+            text = await self.publish_hook.moderate(
+                room, body.user, body.text, client_msg_id, action="edit", target=body.target
+            )
+            body = msgspec.structs.replace(body, text=text)
         link = self.rooms.get(room)
         result = await self.broker.publish(
             room, body, client_msg_id, link.core.heard() if link else None, moderator=moderator
@@ -549,6 +565,9 @@ class Node:
             link.core.catch_up()
             link.kick()
         self.supervisor.spawn("heal_presence", self.refresh_presence())
+
+    def on_control(self, command: bytes) -> None:
+        self.control.on_command(command)
 
     def on_availability(self, available: bool) -> None:
         log.warning("backplane %s", "available" if available else "UNAVAILABLE")

@@ -6,14 +6,17 @@ of them in 10 s close the connection with 1008.
 from __future__ import annotations
 
 import logging
+import math
 import time
 
 from switchboard.protocol import codec, frames
 from switchboard.protocol.codes import CloseCode, ErrorCode
 from switchboard.protocol.errors import ProtocolError
+from switchboard_gateway.auth import AuthError, verify_token
 from switchboard_gateway.broker import BrokerOutcomeUnknown, BrokerUnavailable
 from switchboard_gateway.connection import Connection
 from switchboard_gateway.node import Node
+from switchboard_gateway.publish_hook import HookRejected, HookUnavailable
 from switchboard_gateway.userlimits import UserLimits
 
 log = logging.getLogger("switchboard.session")
@@ -56,6 +59,10 @@ class FrameHandler:
             await self._dispatch(conn, frame)
         except ProtocolError as exc:
             self.refuse(conn, exc)
+        except HookRejected as exc:
+            self.refuse(conn, ProtocolError(ErrorCode.REJECTED, exc.message, frame_id))
+        except HookUnavailable as exc:
+            self.refuse(conn, ProtocolError(ErrorCode.UNAVAILABLE, f"{exc}; nothing was stored; retry", frame_id))
         except BrokerOutcomeUnknown:
             message = "the backplane did not answer: the message may be stored; retry with the same client_msg_id"
             self.refuse(conn, ProtocolError(ErrorCode.OUTCOME_UNKNOWN, message, frame_id))
@@ -137,6 +144,7 @@ class FrameHandler:
                         f"at most {self.settings.max_rooms_per_connection} rooms per connection",
                         frame.id,
                     )
+                await self._check_room_ban(conn, frame, room)
                 await node.join(conn, frame)
             case frames.Leave(room=room):
                 self._check_member(conn, frame, room)
@@ -162,3 +170,33 @@ class FrameHandler:
                 await node.typing(conn, room)
             case frames.Ping():
                 conn.send_text(codec.encode(frames.Pong(id=frame.id)))
+            case frames.Refresh(token=token):
+                await self._refresh(conn, frame, token)
+
+    async def _check_room_ban(self, conn: Connection, frame: frames.ClientFrame, room: str) -> None:
+        """A user removed from the room with ``ban_seconds`` (user control API)."""
+        left_s = await self.node.broker.banned(conn.user_id, room)
+        if left_s > 0:
+            raise ProtocolError(
+                ErrorCode.FORBIDDEN, f"banned from room {room!r} for another {math.ceil(left_s)} s", frame.id
+            )
+
+    async def _refresh(self, conn: Connection, frame: frames.ClientFrame, token: str) -> None:
+        """A new token for the same user: the connection lives on under its
+        expiry and rooms; rooms it no longer allows are left."""
+        try:
+            principal = verify_token(token, self.settings.jwt_secret, max_lifetime_s=self.settings.max_token_lifetime_s)
+        except AuthError as exc:
+            raise ProtocolError(ErrorCode.FORBIDDEN, f"refresh refused: {exc}", frame.id) from None
+        if principal.user_id != conn.user_id:
+            raise ProtocolError(ErrorCode.FORBIDDEN, "refresh refused: the token is for another user", frame.id)
+        conn.renew(principal)
+        for room in sorted(conn.rooms):
+            if not principal.may_join(room):
+                try:
+                    await self.node.leave(conn, room)
+                except BrokerUnavailable:
+                    pass  # out of the room locally; its presence entry expires by itself
+                conn.send_text(codec.encode(frames.Left(room=room, reason="forbidden")))
+        exp = int(principal.expires_at) if principal.expires_at is not None else None
+        conn.send_text(codec.encode(frames.Refreshed(id=frame.id, exp=exp)))

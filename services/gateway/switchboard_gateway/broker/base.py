@@ -95,6 +95,9 @@ class BrokerEvents(Protocol):
     def on_availability(self, available: bool) -> None:
         """The backplane went down or came back."""
 
+    def on_control(self, command: bytes) -> None:
+        """A user control command (``publish_control``), on every node."""
+
 
 class Broker(Protocol):
     @property
@@ -181,3 +184,22 @@ class Broker(Protocol):
         """Keep slots alive (and re-add them if the backplane lost them)."""
 
     async def release_slot(self, subject: str, slot: str) -> None: ...
+
+    # --- user control (docs/protocol.md "User control") ----------------------------
+    # Commands reach every node through one control channel, at most once
+    # like any pub/sub message; bans live in the backplane with a TTL, so a
+    # ban holds whatever was missed.
+
+    async def publish_control(self, command: bytes) -> None:
+        """Hand `command` to ``BrokerEvents.on_control`` of every started
+        broker, this one included."""
+
+    async def ban(self, user_id: str, seconds: float, room: str | None = None) -> None:
+        """Refuse `user_id` (in `room`, or everywhere) for `seconds`."""
+
+    async def banned(self, user_id: str, room: str | None = None) -> float:
+        """Seconds left of the user's ban (in `room`, or everywhere); 0.0 when none."""
+
+    async def active_rooms(self, prefix: str, limit: int) -> list[tuple[str, int]]:
+        """Up to `limit` rooms starting with `prefix` that have members, by
+        name, with their number of distinct users."""

@@ -118,6 +118,8 @@ class MemoryHub:
         self.subscribers: dict[str, set[MemoryBroker]] = {}
         self.buckets: dict[tuple[str, str], tuple[float, float]] = {}  # (subject, action) -> (tokens, stamp)
         self.slots: dict[str, dict[str, float]] = {}  # subject -> slot -> expiry
+        self.bans: dict[tuple[str | None, str], float] = {}  # (room or None, user id) -> expiry
+        self.control_listeners: set[MemoryBroker] = set()  # started brokers: the control channel
 
     def room(self, name: str) -> _Room:
         """The room's state, with an epoch (created like publish.lua does)."""
@@ -248,8 +250,10 @@ class MemoryBroker:
 
     async def start(self, events: BrokerEvents) -> None:
         self.events = events
+        self.hub.control_listeners.add(self)
 
     async def close(self) -> None:
+        self.hub.control_listeners.discard(self)
         for room in list(self.rooms):
             await self.unsubscribe(room)
         self.events = None
@@ -441,3 +445,35 @@ class MemoryBroker:
             slots.pop(slot, None)
             if not slots:
                 del self.hub.slots[subject]
+
+    # --- user control --------------------------------------------------------------
+
+    async def publish_control(self, command: bytes) -> None:
+        loop = asyncio.get_running_loop()
+        for broker in self.hub.control_listeners:
+            if broker.events is not None:
+                loop.call_soon(broker.events.on_control, command)
+
+    async def ban(self, user_id: str, seconds: float, room: str | None = None) -> None:
+        self.hub.bans[(room, user_id)] = self.hub.clock() + seconds
+
+    async def banned(self, user_id: str, room: str | None = None) -> float:
+        expiry = self.hub.bans.get((room, user_id))
+        if expiry is None:
+            return 0.0
+        left = expiry - self.hub.clock()
+        if left <= 0:
+            del self.hub.bans[(room, user_id)]
+            return 0.0
+        return left
+
+    async def active_rooms(self, prefix: str, limit: int) -> list[tuple[str, int]]:
+        out: list[tuple[str, int]] = []
+        for name in sorted(n for n in self.hub.rooms if n.startswith(prefix)):
+            self.hub.sweep(name)
+            count = len(self.hub.rooms[name].user_connections)
+            if count > 0:
+                out.append((name, count))
+                if len(out) >= limit:
+                    break
+        return out

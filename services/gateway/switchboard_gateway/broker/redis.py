@@ -26,7 +26,7 @@ from typing import TypeVar
 
 from redis.exceptions import RedisError
 
-from switchboard.backplane import Backplane
+from switchboard.backplane import Backplane, control
 from switchboard.backplane.cluster import ClusterCommands
 from switchboard.backplane.commands import Commands, StandaloneCommands, load_scripts
 from switchboard.backplane.connect import ClusterMode, detect_cluster, split_urls
@@ -162,6 +162,7 @@ class RedisBroker:
         self._backplane, self._subscriber = backplane, subscriber
         log.info("backplane: %s", "redis cluster (sharded pub/sub)" if cluster else "one redis server")
         await subscriber.start(events)
+        await subscriber.pin(control.CONTROL_ROOM)  # user control commands (control.py)
 
     async def close(self) -> None:
         if self._setup_task is not None:
@@ -257,6 +258,51 @@ class RedisBroker:
 
     async def release_slot(self, subject: str, slot: str) -> None:
         await _guard(self.backplane.release_slot(subject, slot))
+
+    # --- user control -------------------------------------------------------------
+
+    async def publish_control(self, command: bytes) -> None:
+        bp = self.backplane
+        channel = control.control_channel(self._prefix)
+        payload = control.CONTROL_PAYLOAD + command
+        # Running it twice is harmless (a second kick finds nobody), so a
+        # failover may retry it.
+        await _guard(bp.commands.execute(channel, bp.publish_command, channel, payload, idempotent=True))
+
+    async def ban(self, user_id: str, seconds: float, room: str | None = None) -> None:
+        key = self._ban_key(user_id, room)
+        ms = max(1, round(seconds * 1000))
+        await _guard(self.backplane.commands.execute(key, "SET", key, b"1", "PX", ms, idempotent=True))
+
+    async def banned(self, user_id: str, room: str | None = None) -> float:
+        key = self._ban_key(user_id, room)
+        left_ms = await _guard(self.backplane.commands.execute(key, "PTTL", key, idempotent=True))
+        return int(left_ms) / 1000 if int(left_ms) > 0 else 0.0
+
+    def _ban_key(self, user_id: str, room: str | None) -> str:
+        if room is None:
+            return control.user_ban_key(self._prefix, user_id)
+        return control.room_ban_key(self._prefix, room, user_id)
+
+    async def active_rooms(self, prefix: str, limit: int) -> list[tuple[str, int]]:
+        bp = self.backplane
+        commands = bp.commands
+        if isinstance(commands, ClusterCommands):
+            servers = [commands.node(address).redis for address in await _guard(commands.primaries())]
+        else:
+            assert isinstance(commands, StandaloneCommands)
+            servers = [commands.redis]
+        names = await _guard(control.scan_room_names(servers, self._prefix, prefix))
+        out: list[tuple[str, int]] = []
+        # A room's hash may still hold users of a dead gateway: the members
+        # script sweeps them first, so the counts are the live ones.
+        for room in sorted(names):
+            page = await _guard(bp.presence_members(room, _now_ms(), 0))
+            if page.count > 0:
+                out.append((room, page.count))
+                if len(out) >= limit:
+                    break
+        return out
 
 
 async def _guard(call: Awaitable[T]) -> T:

@@ -23,6 +23,7 @@ from switchboard_gateway.broker import BrokerOutcomeUnknown, BrokerUnavailable
 from switchboard_gateway.guests import GuestNameError, GuestPolicy
 from switchboard_gateway.limits import TrustedProxies
 from switchboard_gateway.node import Node
+from switchboard_gateway.publish_hook import HookRejected, HookUnavailable
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 PRESENCE_LIMIT_DEFAULT = 1000  # users listed by GET /api/rooms/{room}/presence
@@ -143,6 +144,10 @@ def build_routes(node: Node) -> list[BaseRoute]:
                 return _error(400, str(ErrorCode.BAD_REQUEST), "bad room name")
             try:
                 return await handler(request)
+            except HookRejected as exc:
+                return _error(422, str(ErrorCode.REJECTED), exc.message)
+            except HookUnavailable as exc:
+                return _error(503, str(ErrorCode.UNAVAILABLE), f"{exc}; nothing was stored; retry")
             except BrokerOutcomeUnknown:
                 return _error(
                     503,

@@ -17,6 +17,8 @@ const MAX_FRAME_BYTES = 16384;        // server default: a bigger frame is close
 const TYPING_SEND_EVERY_MS = 2000;
 const TYPING_SHOW_MS = 4000;
 const MAX_TOKEN_REFRESHES = 3;        // 4001s in a row before giving up and signing out
+const TOKEN_RENEW_LEAD_MS = 60000;    // renew a guest token this long before it expires (at most 1/5 of what is left)
+const TOKEN_RENEW_RETRY_MS = 10000;
 
 const rand = (lo, hi) => lo + Math.random() * (hi - lo);
 
@@ -86,6 +88,7 @@ const view = new View({
 });
 
 let authFailures = 0;
+let renewTimer = null;
 
 // ---------------------------------------------------------------- sign-in
 
@@ -167,6 +170,8 @@ function enterChat(roomNames, current) {
 }
 
 function signOut(message = "") {
+  clearTimeout(renewTimer);
+  renewTimer = null;
   transport.stop();
   for (const room of store.rooms.values()) clearTyping(room);
   outbox.clear();
@@ -208,6 +213,66 @@ async function refreshTokenAndReconnect() {
   }
 }
 
+// ---------------------------------------------------------------- token renewal
+// A guest token is short-lived (GUEST_TOKEN_TTL). Before it expires we get a
+// fresh one for the same guest (POST /auth/guest/refresh) and hand it to the
+// open socket (`refresh`), so the socket is never closed for expiry. If that
+// fails, the 4001 path above still signs the guest in again.
+
+function scheduleTokenRenewal(exp) {
+  clearTimeout(renewTimer);
+  renewTimer = null;
+  if (typeof exp !== "number" || !store.token) return;
+  const left = exp * 1000 - Date.now();
+  const delay = Math.max(1000, left - Math.min(TOKEN_RENEW_LEAD_MS, left / 5));
+  renewTimer = setTimeout(() => renewToken(exp), delay);
+}
+
+async function renewToken(exp) {
+  renewTimer = null;
+  const old = store.token;
+  if (!old || !store.name) return;
+  let body = null;
+  try {
+    const res = await fetch("/auth/guest/refresh", {
+      method: "POST",
+      headers: { Authorization: `Bearer ${old}` },
+    });
+    body = res.ok ? await res.json() : null;
+  } catch {
+    body = null;
+  }
+  if (store.token !== old) return; // signed out or signed in again meanwhile
+  if (!body || typeof body.token !== "string") {
+    // Try again while the old token still holds; after that, 4001 takes over.
+    if (exp * 1000 - Date.now() > TOKEN_RENEW_RETRY_MS) {
+      renewTimer = setTimeout(() => renewToken(exp), TOKEN_RENEW_RETRY_MS);
+    }
+    return;
+  }
+  adoptIdentity(store.name, body);
+  // On an open socket: switch it to the new token (the reply is `refreshed`).
+  // Otherwise the next connect uses it.
+  if (transport.connected) transport.request({ type: "refresh", token: body.token }, { kind: "refresh" });
+  else scheduleTokenRenewal(body.exp);
+}
+
+function onLeft(f) {
+  // `left` without our asking: the application removed us from the room, or
+  // a refreshed token no longer allows it.
+  const room = store.rooms.get(f.room);
+  if (!room || (f.reason !== "removed" && f.reason !== "forbidden")) return;
+  room.joinedConn = 0;
+  room.joinSentConn = 0;
+  view.notify(
+    f.reason === "removed"
+      ? `You were removed from #${room.name}.`
+      : `You are no longer allowed in #${room.name}.`,
+    { kind: "error", room: room.name, timeout: 0 },
+  );
+  if (room.name === store.current) view.updateComposerState();
+}
+
 function onKicked(reason) {
   // 4003: the application disconnected us (kicked or banned). Coming back by
   // ourselves would only be refused again; the user decides.
@@ -234,6 +299,7 @@ function onSocketClosed() {
 
 function onWelcome(f) {
   authFailures = 0;
+  scheduleTokenRenewal(f.exp);
   if (f.user && f.user.id) store.rememberUserId(f.user.id);
   view.setNode(transport.node);
   view.dismiss("conn");
@@ -256,7 +322,8 @@ function onFrame(f, reply, seq) {
     case "typing": return onTyping(f);
     case "reset": return onReset(f);
     case "history": return onHistory(f);
-    case "left":
+    case "refreshed": return scheduleTokenRenewal(f.exp);
+    case "left": return onLeft(f);
     case "pong":
     default:
       return undefined;

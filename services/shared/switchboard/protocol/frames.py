@@ -84,6 +84,12 @@ class Ping(_ClientFrame, tag="ping"):
     pass
 
 
+class Refresh(_ClientFrame, tag="refresh"):
+    """A new token for the same user: the socket stays open past the old one's expiry."""
+
+    token: Annotated[str, Meta(min_length=1, max_length=8192)]
+
+
 # --- changes to a message and read state (protocol §11) ---
 
 
@@ -119,7 +125,9 @@ class Read(_ClientFrame, tag="read"):
     offset: Offset
 
 
-ClientFrame = Join | Leave | Publish | History | Presence | Typing | Ping | Edit | Delete | React | Unreact | Read
+ClientFrame = (
+    Join | Leave | Publish | History | Presence | Typing | Ping | Refresh | Edit | Delete | React | Unreact | Read
+)
 ROOM_FRAMES = (Join, Leave, Publish, History, Presence, Typing, Edit, Delete, React, Unreact, Read)
 # The frames that append a change entry to the room's log.
 CHANGE_FRAMES = (Edit, Delete, React, Unreact)
@@ -174,6 +182,7 @@ class Welcome(_Reply, tag="welcome"):
     user: User
     node: str
     protocol: int
+    exp: int | None  # the token's expiry (Unix seconds), null without one: refresh before it
 
 
 class Joined(_Reply, tag="joined"):
@@ -192,6 +201,7 @@ class Joined(_Reply, tag="joined"):
 
 class Left(_Reply, tag="left"):
     room: str
+    reason: str | None = None  # "removed" (user control API), "forbidden" (a refreshed token's rooms)
 
 
 class Ack(_Reply, tag="ack"):
@@ -232,6 +242,10 @@ class PresenceList(_Reply, tag="presence"):
 
 class Pong(_Reply, tag="pong"):
     pass
+
+
+class Refreshed(_Reply, tag="refreshed"):
+    exp: int | None  # the new token's expiry (Unix seconds), null when it has none
 
 
 # presence_join / presence_leave are built by the presence scripts
