@@ -17,6 +17,7 @@ const MAX_FRAME_BYTES = 16384;        // server default: a bigger frame is close
 const TYPING_SEND_EVERY_MS = 2000;
 const TYPING_SHOW_MS = 4000;
 const MAX_TOKEN_REFRESHES = 3;        // 4001s in a row before giving up and signing out
+const PRESENCE_RENEW_EVERY_MS = 3000; // automatic presence re-lists, at most one per room per this
 
 const rand = (lo, hi) => lo + Math.random() * (hi - lo);
 
@@ -80,6 +81,7 @@ const view = new View({
   pendingIn: (room) => outbox.visibleIn(room),
   actions: {
     switchRoom,
+    refreshPresence: () => { const room = store.currentRoom(); if (room) refreshPresence(room); },
     retry: (p) => outbox.retry(p),
     discard: (p) => outbox.discard(p),
   },
@@ -225,7 +227,7 @@ function onSocketClosed() {
     room.joinedConn = 0;
     room.joinSentConn = 0;
     clearTyping(room);
-    room.presence.clear(); // unknown while offline; the next `joined` refills it
+    store.clearPresence(room); // unknown while offline; the next `joined` refills it
   }
   view.setNode(null);
   view.renderPresence();
@@ -253,6 +255,7 @@ function onFrame(f, reply, seq) {
     case "presence": return onPresence(f);
     case "presence_join": return onPresenceJoin(f);
     case "presence_leave": return onPresenceLeave(f);
+    case "presence_count": return onPresenceCount(f);
     case "typing": return onTyping(f);
     case "reset": return onReset(f);
     case "history": return onHistory(f);
@@ -294,8 +297,9 @@ function onJoined(f, seq) {
   );
   room.loaded = true;
   room.joinedConn = seq;
+  if (room.name === store.current) view.updateEmptyState(); // "Loading…" becomes "No messages yet"
 
-  store.setPresence(room, f.presence);
+  store.setPresence(room, f.presence, f.presence_count);
   if (room.name === store.current) {
     view.renderPresence();
     view.updateComposerState();
@@ -367,22 +371,22 @@ function onHistory(f) {
 function onPresence(f) {
   const room = store.rooms.get(f.room);
   if (!room || !Array.isArray(f.members)) return;
-  store.setPresence(room, f.members);
+  store.setPresence(room, f.members, f.count);
   if (room.name === store.current) view.renderPresence();
 }
 
 function onPresenceJoin(f) {
   const room = store.rooms.get(f.room);
   if (!room || !f.user || !f.user.id) return;
-  const prev = room.presence.get(f.user.id);
-  room.presence.set(f.user.id, { user: f.user, connections: prev ? prev.connections : 1 });
+  store.presenceJoined(room, f.user, f.count);
   if (room.name === store.current) view.renderPresence();
+  renewPresenceIfStale(room);
 }
 
 function onPresenceLeave(f) {
   const room = store.rooms.get(f.room);
   if (!room || !f.user || !f.user.id) return;
-  room.presence.delete(f.user.id);
+  store.presenceLeft(room, f.user.id, f.count);
   const t = room.typing.get(f.user.id);
   if (t) {
     clearTimeout(t.timer);
@@ -392,6 +396,36 @@ function onPresenceLeave(f) {
     view.renderPresence();
     view.renderTyping();
   }
+  renewPresenceIfStale(room);
+}
+
+// A big room: the count changed, no names came with it (protocol, Big rooms).
+function onPresenceCount(f) {
+  const room = store.rooms.get(f.room);
+  if (!room || !Number.isInteger(f.count)) return;
+  store.presenceCounted(room, f.count);
+  if (room.name === store.current) view.renderPresence();
+  renewPresenceIfStale(room);
+}
+
+/**
+ * The current room's list went stale (store.presenceNeedsRenewal): list it
+ * again, at most once per PRESENCE_RENEW_EVERY_MS, and once more at the end
+ * of that window if it is still stale then (so the last change is not missed).
+ * Other rooms are listed again when switched to.
+ */
+function renewPresenceIfStale(room) {
+  if (room.name !== store.current || room.presenceRenewTimer || !store.presenceNeedsRenewal(room)) return;
+  const wait = room.presenceRenewedAt + PRESENCE_RENEW_EVERY_MS - Date.now();
+  if (wait <= 0) {
+    room.presenceRenewedAt = Date.now();
+    refreshPresence(room);
+    return;
+  }
+  room.presenceRenewTimer = setTimeout(() => {
+    room.presenceRenewTimer = null;
+    renewPresenceIfStale(room);
+  }, wait);
 }
 
 function onTyping(f) {
@@ -489,8 +523,13 @@ function switchRoom(name) {
   store.persistRooms();
   view.renderRoomList();
   view.renderCurrentRoom();
+  refreshPresence(room);
+}
+
+/** Asks for a fresh member list (in a big room the one we have is a sample that ages). */
+function refreshPresence(room) {
   if (transport.connected && room.joinedConn === transport.seq) {
-    transport.request({ type: "presence", room: name }, { kind: "presence", room: name });
+    transport.request({ type: "presence", room: room.name }, { kind: "presence", room: room.name });
   }
 }
 

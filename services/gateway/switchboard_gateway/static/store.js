@@ -47,7 +47,11 @@ export class Room {
     this.loaded = false;         // got at least one `joined` (since is meaningful)
     this.joinedConn = 0;         // transport seq on which `joined` arrived
     this.joinSentConn = 0;
-    this.presence = new Map();   // user id -> {user, connections}
+    this.presence = new Map();   // user id -> {user, connections}: capped in a big room
+    this.presenceCount = null;   // distinct users present (exact), null until the server says
+    this.presenceCap = Infinity; // the server's list cap, learnt from a list shorter than its count
+    this.presenceRenewedAt = 0;  // when main.js last re-listed a stale list by itself
+    this.presenceRenewTimer = null;
     this.typing = new Map();     // user id -> {name, timer}
     this.lastTypingSent = 0;
     this.unread = 0;
@@ -204,11 +208,63 @@ export class Store {
   }
 
   // ------------------------------------------------------------ presence
+  //
+  // In a big room the member list is a sample (at most PRESENCE_LIST_MAX,
+  // and above PRESENCE_EVENTS_MAX no names arrive), so the count is kept
+  // apart from it: the latest `count` the server sent wins.
 
-  setPresence(room, members) {
+  /** `joined` / `presence`: a fresh (capped) list and the exact count. */
+  setPresence(room, members, count) {
     room.presence.clear();
     for (const p of Array.isArray(members) ? members : []) {
       if (p && p.user && p.user.id) room.presence.set(p.user.id, p);
     }
+    room.presenceCount = Number.isInteger(count) ? count : null;
+    if (room.presenceCount !== null && room.presence.size < room.presenceCount) {
+      room.presenceCap = Math.max(1, room.presence.size);
+    }
+  }
+
+  presenceJoined(room, user, count) {
+    const prev = room.presence.get(user.id);
+    room.presence.set(user.id, { user, connections: prev ? prev.connections : 1 });
+    this.presenceCounted(room, count);
+  }
+
+  presenceLeft(room, userId, count) {
+    room.presence.delete(userId);
+    this.presenceCounted(room, count);
+  }
+
+  /** `presence_count`, or the `count` of a join or leave (absent from older servers). */
+  presenceCounted(room, count) {
+    if (Number.isInteger(count) && count >= 0) room.presenceCount = count;
+    else if (room.presenceCount !== null) room.presenceCount = null; // unknown: fall back to the list
+  }
+
+  /** What the sidebar says: {count, listed}; count >= listed unless the list is stale. */
+  presenceSummary(room) {
+    const listed = room.presence.size;
+    return { listed, count: room.presenceCount ?? listed };
+  }
+
+  /**
+   * Whether asking `presence` again would show more than we do: above
+   * PRESENCE_EVENTS_MAX joins and leaves come without names, so once the
+   * room is small enough to list whole, or someone unnamed left, the list
+   * we hold is wrong. A room bigger than the cap keeps its sample (and a
+   * Refresh button): renewing it on every change would cost every member a
+   * request per change.
+   */
+  presenceNeedsRenewal(room) {
+    if (room.presenceCount === null) return false;
+    const { listed, count } = this.presenceSummary(room);
+    return listed > count || listed < Math.min(count, room.presenceCap);
+  }
+
+  /** Offline: nobody is known to be here until the next `joined`. */
+  clearPresence(room) {
+    room.presence.clear();
+    room.presenceCount = null;
   }
 }

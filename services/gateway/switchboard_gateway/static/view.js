@@ -42,6 +42,9 @@ export const ui = {
   joinError: $("join-error"),
   presenceList: $("presence-list"),
   presenceCount: $("presence-count"),
+  presenceMore: $("presence-more"),
+  presenceMoreText: $("presence-more-text"),
+  presenceRefresh: $("presence-refresh"),
   roomTitle: $("room-title"),
   leaveRoom: $("leave-room"),
   notices: $("notices"),
@@ -60,6 +63,9 @@ export const ui = {
 // ---------------------------------------------------------------- formatting
 
 const pad2 = (n) => String(n).padStart(2, "0");
+
+// Thousands separators in the reader's locale: "12,345".
+const formatCount = (n) => n.toLocaleString();
 
 function hhmm(ts) {
   const d = new Date(ts);
@@ -95,8 +101,8 @@ const CONN_LABELS = {
 /**
  * `store` is read, never written. `isConnected()` says whether the socket
  * got `welcome`; `pendingIn(room)` lists the room's pending publishes;
- * `actions` are what clicks in the rendered parts do (switchRoom, retry,
- * discard).
+ * `actions` are what clicks in the rendered parts do (switchRoom,
+ * refreshPresence, retry, discard).
  */
 export class View {
   constructor({ store, isConnected, pendingIn, actions }) {
@@ -105,6 +111,7 @@ export class View {
     this.pendingIn = pendingIn;
     this.actions = actions;
     this.pendingEls = new Map(); // client_msg_id -> {li, status, actions} in the pending list
+    ui.presenceRefresh.addEventListener("click", () => this.actions.refreshPresence());
   }
 
   // -------------------------------------------------------------- header
@@ -415,7 +422,13 @@ export class View {
       store.isMine(p.user) ? el("span", { class: "you-tag", text: "you" }) : null);
     });
     ui.presenceList.replaceChildren(...items);
-    ui.presenceCount.textContent = room ? String(members.length) : "";
+    const { count, listed } = room ? store.presenceSummary(room) : { count: 0, listed: 0 };
+    ui.presenceCount.textContent = room ? formatCount(count) : "";
+    ui.presenceCount.setAttribute("aria-label", room ? `${formatCount(count)} here` : "");
+    // A big room lists a capped sample: say how much of the room it is.
+    const partial = !!room && count > listed;
+    ui.presenceMore.hidden = !partial;
+    ui.presenceMoreText.textContent = partial ? `showing ${formatCount(listed)} of ${formatCount(count)}` : "";
   }
 
   renderTyping() {
