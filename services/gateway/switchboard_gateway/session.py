@@ -19,6 +19,15 @@ from switchboard_gateway.userlimits import UserLimits
 log = logging.getLogger("switchboard.session")
 
 
+# The log entry kind each change frame appends (protocol §11).
+_KIND_OF: dict[type[frames.ClientFrame], frames.EntryKind] = {
+    frames.Edit: "edit",
+    frames.Delete: "delete",
+    frames.React: "react",
+    frames.Unreact: "unreact",
+}
+
+
 def _retry_after_ms(wait_s: float) -> int:
     return max(1, round(wait_s * 1000))
 
@@ -71,25 +80,55 @@ class FrameHandler:
         if room not in conn.rooms:
             raise ProtocolError(ErrorCode.NOT_JOINED, f"join room {room!r} first", frame.id)
 
+    async def _check_publish_rate(self, conn: Connection, frame: frames.ClientFrame) -> None:
+        # The connection's own bucket first (a flood costs no Redis
+        # call), then the user's, shared by all their connections.
+        wait_s = conn.bucket.take(time.monotonic()) or await self.limits.publish_wait(conn.user_id)
+        if wait_s:
+            raise ProtocolError(
+                ErrorCode.RATE_LIMITED, "publishing too fast", frame.id, retry_after=_retry_after_ms(wait_s)
+            )
+
+    def _check_text(self, frame: frames.ClientFrame, text: str) -> None:
+        if len(text) > self.settings.max_text_chars:
+            raise ProtocolError(
+                ErrorCode.TOO_LARGE, f"text is over {self.settings.max_text_chars} characters", frame.id
+            )
+
+    async def _change(self, conn: Connection, frame: frames.Edit | frames.Delete | frames.React | frames.Unreact) -> None:
+        """edit, delete, react, unreact (protocol §11): log entries, checked
+        and limited like a publish."""
+        self._check_member(conn, frame, frame.room)
+        await self._check_publish_rate(conn, frame)
+        text = frame.text if isinstance(frame, frames.Edit) else ""
+        self._check_text(frame, text)
+        emoji = frame.emoji if isinstance(frame, (frames.React, frames.Unreact)) else None
+        body = frames.MessageBody(
+            user=conn.user, text=text, ts=int(time.time() * 1000), kind=_KIND_OF[type(frame)], target=frame.target, emoji=emoji
+        )
+        try:
+            ack = await self.node.append(frame.room, body, frame.client_msg_id)
+        except ProtocolError as exc:
+            exc.frame_id = frame.id
+            raise
+        ack.id = frame.id
+        conn.send_text(codec.encode(ack))
+
     async def _dispatch(self, conn: Connection, frame: frames.ClientFrame) -> None:
         node = self.node
         match frame:
             case frames.Publish(room=room, text=text, client_msg_id=cmid):
                 self._check_member(conn, frame, room)
-                # The connection's own bucket first (a flood costs no Redis
-                # call), then the user's, shared by all their connections.
-                wait_s = conn.bucket.take(time.monotonic()) or await self.limits.publish_wait(conn.user_id)
-                if wait_s:
-                    raise ProtocolError(
-                        ErrorCode.RATE_LIMITED, "publishing too fast", frame.id, retry_after=_retry_after_ms(wait_s)
-                    )
-                if len(text) > self.settings.max_text_chars:
-                    raise ProtocolError(
-                        ErrorCode.TOO_LARGE, f"text is over {self.settings.max_text_chars} characters", frame.id
-                    )
+                await self._check_publish_rate(conn, frame)
+                self._check_text(frame, text)
                 ack = await node.publish(conn.user, room, text, cmid)
                 ack.id = frame.id
                 conn.send_text(codec.encode(ack))
+            case frames.Edit() | frames.Delete() | frames.React() | frames.Unreact():
+                await self._change(conn, frame)
+            case frames.Read(room=room, offset=offset):
+                self._check_member(conn, frame, room)
+                node.read(conn, room, offset)
             case frames.Join(room=room):
                 self._check_room(conn, frame, room)
                 if room not in conn.rooms and len(conn.rooms) >= self.settings.max_rooms_per_connection:
@@ -103,9 +142,9 @@ class FrameHandler:
                 self._check_member(conn, frame, room)
                 await node.leave(conn, room)
                 conn.send_text(codec.encode(frames.Left(id=frame.id, room=room)))
-            case frames.History(room=room, before=before, limit=limit):
+            case frames.History(room=room, before=before, limit=limit, view=view):
                 self._check_room(conn, frame, room)
-                page = await node.history(room, before, limit)
+                page = await node.history(room, before, limit, view, conn.user_id)
                 page.id = frame.id
                 conn.send_text(codec.encode(page))
             case frames.Presence(room=room):

@@ -11,6 +11,14 @@ Guarantees a broker gives its node:
   the one order every node sees. A repeat ``client_msg_id`` (same user, same
   room) within the idempotency window returns the first result and is not
   delivered again.
+- ``publish`` appends every kind of log entry (``MessageBody.kind``,
+  protocol §11): a message, or an edit, delete, react or unreact of one,
+  checked in the same atomic step against the room's state (its authors,
+  deletions and reactions, kept with history and trimmed with it). A
+  refused change stores nothing and says why in ``PublishResult.status``.
+- Read state (``read_state`` / ``mark_read``) is per user and room, shared by
+  every node, and only moves forward within an epoch; a move is announced
+  to the room as an ephemeral ``read`` frame.
 - After ``subscribe(room)`` returns, every later message of the room reaches
   ``BrokerEvents.on_message`` -- unless the broker's subscription connection
   drops, in which case the broker re-establishes it and calls
@@ -44,8 +52,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from switchboard.protocol.frames import MessageBody
-from switchboard.roomlog import Heard, PublishResult, Snapshot
+from switchboard.protocol.frames import MessageBody, User
+from switchboard.roomlog import Heard, PublishResult, ReadState, Snapshot
 from switchboard.roster import PresencePage
 
 __all__ = [
@@ -55,6 +63,7 @@ __all__ = [
     "BrokerUnavailable",
     "PresencePage",
     "PublishResult",
+    "ReadState",
     "Snapshot",
 ]
 
@@ -100,8 +109,21 @@ class Broker(Protocol):
     async def unsubscribe(self, room: str) -> None: ...
 
     async def publish(
-        self, room: str, body: MessageBody, client_msg_id: str | None, heard: Heard | None = None
-    ) -> PublishResult: ...
+        self,
+        room: str,
+        body: MessageBody,
+        client_msg_id: str | None,
+        heard: Heard | None = None,
+        moderator: bool = False,
+    ) -> PublishResult:
+        """Append a log entry (``body.kind``); `moderator` may delete anyone's message."""
+
+    async def read_state(self, room: str, user_id: str, epoch: str, top: int) -> ReadState:
+        """The user's last read offset and unread count at (`epoch`, `top`)."""
+
+    async def mark_read(self, room: str, user: User, epoch: str, offset: int) -> bool:
+        """Move the user's read state forward to `offset` of `epoch` and
+        announce it (ephemeral ``read``); False when it did not move."""
 
     async def position(self, room: str) -> Snapshot:
         """The room's epoch ("" when it has no history) and newest offset, no entries."""

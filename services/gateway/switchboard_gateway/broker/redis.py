@@ -31,8 +31,8 @@ from switchboard.backplane.cluster import ClusterCommands
 from switchboard.backplane.commands import Commands, StandaloneCommands, load_scripts
 from switchboard.backplane.connect import ClusterMode, detect_cluster, split_urls
 from switchboard.backplane.pipeline import Durability, WriteOutcomeUnknown
-from switchboard.protocol.frames import MessageBody
-from switchboard.roomlog import Heard, PublishResult, Snapshot
+from switchboard.protocol.frames import MessageBody, User
+from switchboard.roomlog import Heard, PublishResult, ReadState, Snapshot
 from switchboard.roster import PresencePage
 from switchboard_gateway.broker.base import BrokerEvents, BrokerOutcomeUnknown, BrokerUnavailable
 from switchboard_gateway.broker.sharded import ShardedSubscriber
@@ -186,14 +186,27 @@ class RedisBroker:
     # --- commands ------------------------------------------------------------------
 
     async def publish(
-        self, room: str, body: MessageBody, client_msg_id: str | None, heard: Heard | None = None
+        self,
+        room: str,
+        body: MessageBody,
+        client_msg_id: str | None,
+        heard: Heard | None = None,
+        moderator: bool = False,
     ) -> PublishResult:
         try:
-            return await _guard(self.backplane.publish(room, body, client_msg_id=client_msg_id, heard=heard))
+            return await _guard(
+                self.backplane.publish(room, body, client_msg_id=client_msg_id, heard=heard, moderator=moderator)
+            )
         except BrokerUnavailable as exc:
             if isinstance(exc.__cause__, WriteOutcomeUnknown):
                 raise BrokerOutcomeUnknown(str(exc)) from exc.__cause__
             raise
+
+    async def read_state(self, room: str, user_id: str, epoch: str, top: int) -> ReadState:
+        return await _guard(self.backplane.read_state(room, user_id, epoch, top))
+
+    async def mark_read(self, room: str, user: User, epoch: str, offset: int) -> bool:
+        return await _guard(self.backplane.mark_read(room, user, epoch, offset))
 
     async def position(self, room: str) -> Snapshot:
         return await _guard(self.backplane.position(room))

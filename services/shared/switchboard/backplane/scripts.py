@@ -27,6 +27,9 @@ EVENTS_PRELUDE = _read("events.lua")
 PUBLISH = Script("publish", _read("publish.lua"))
 READ = Script("read", _read("read.lua"))
 RENEW_EPOCH = Script("renew_epoch", _read("renew_epoch.lua"))
+# Read state (protocol §11), kept in the room's state hash.
+READ_MARK = Script("read_mark", _read("read_mark.lua"))
+UNREAD = Script("unread", _read("unread.lua"))
 PRESENCE_UPSERT = Script("presence_upsert", _prelude + _read("presence_upsert.lua"))
 PRESENCE_REMOVE = Script("presence_remove", _prelude + _read("presence_remove.lua"))
 PRESENCE_MEMBERS = Script("presence_members", _prelude + _read("presence_members.lua"))
@@ -42,6 +45,8 @@ ALL = (
     PUBLISH,
     READ,
     RENEW_EPOCH,
+    READ_MARK,
+    UNREAD,
     PRESENCE_UPSERT,
     PRESENCE_REMOVE,
     PRESENCE_MEMBERS,

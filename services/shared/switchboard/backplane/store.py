@@ -17,7 +17,7 @@ from switchboard.backplane import scripts
 from switchboard.backplane.commands import Commands
 from switchboard.backplane.keys import RoomKeys, subject_key
 from switchboard.protocol import codec, frames
-from switchboard.roomlog import Heard, PublishResult, Snapshot
+from switchboard.roomlog import MAX_EMOJI_PER_MESSAGE, UNREAD_CAP, Heard, PublishResult, ReadState, Snapshot
 from switchboard.roster import PresencePage
 
 ReadMode = Literal["none", "after", "before", "last"]
@@ -75,13 +75,17 @@ class Backplane:
         *,
         client_msg_id: str | None = None,
         heard: Heard | None = None,
+        moderator: bool = False,
     ) -> PublishResult:
-        """Append and fan out. `heard` is the room's newest position the
-        caller knows the backplane held: if the backplane now shows less of
-        that epoch, it lost writes, and the message opens a fresh epoch
-        instead of reusing their offsets."""
+        """Append and fan out a log entry: a message, or a change to one
+        (``body.kind``, protocol §11), checked by the same script against
+        the room's state (a refusal stores nothing: see ``PublishResult``).
+        `moderator` may delete anyone's message. `heard` is the room's newest
+        position the caller knows the backplane held: if the backplane now
+        shows less of that epoch, it lost writes, and the message opens a
+        fresh epoch instead of reusing their offsets."""
         k = self.keys(room)
-        keys = [k.meta, k.log]
+        keys = [k.meta, k.log, k.state]
         if client_msg_id is not None:
             keys.append(k.idempotency(body.user.id, client_msg_id))
         args = [
@@ -96,13 +100,37 @@ class Backplane:
             self.publish_command,
             heard.epoch if heard is not None else "",
             heard.offset if heard is not None else 0,
+            body.kind,
+            body.target or 0,
+            body.emoji or "",
+            body.user.id,
+            "1" if moderator else "0",
+            MAX_EMOJI_PER_MESSAGE,
         ]
         # Retried after a lost connection only with an idempotency key: without
         # one, running it twice would store the message twice.
-        offset, epoch, duplicate = await self._eval(
+        offset, epoch, duplicate, status = await self._eval(
             scripts.PUBLISH, keys, args, durable=self.durable, idempotent=client_msg_id is not None
         )
-        return PublishResult(int(offset), epoch.decode(), bool(duplicate))
+        return PublishResult(int(offset), epoch.decode(), bool(duplicate), status.decode())
+
+    async def read_state(self, room: str, user_id: str, epoch: str, top: int) -> ReadState:
+        """`user_id`'s read state in `room` at the position (`epoch`, `top`)."""
+        if not epoch:
+            return ReadState(0, 0)
+        state = self.keys(room).state
+        last, unread = await self._eval(
+            scripts.UNREAD, [state], [epoch, top, user_id, self.history_size, UNREAD_CAP]
+        )
+        return ReadState(int(last), int(unread))
+
+    async def mark_read(self, room: str, user: frames.User, epoch: str, offset: int) -> bool:
+        """Move `user`'s read state to `offset` of `epoch` if that is further,
+        and then tell the room's members (a ``read`` event). True if it moved."""
+        k = self.keys(room)
+        event = codec.encode_bytes(frames.ReadNotice(room=room, user=user, offset=offset))
+        args = [epoch, offset, user.id, k.channel, event, self.publish_command]
+        return bool(await self._eval(scripts.READ_MARK, [k.state], args))
 
     async def position(self, room: str) -> Snapshot:
         """The room's epoch ("" when it has no history) and newest offset."""
