@@ -335,6 +335,7 @@ function onJoined(f, seq) {
 
   store.setPresence(room, f.presence, f.presence_count);
   if (room.name === store.current) {
+    view.renderRoomTitle(); // a direct room's title is the peer's name, which joined may tell
     view.renderPresence();
     view.updateComposerState();
   }
@@ -657,7 +658,7 @@ function switchRoom(name) {
 /** Opens (joining if needed) the direct room with `user`, from the member list. */
 function startDirect(user) {
   if (!store.user || !user || !user.id || store.isMine(user)) return;
-  store.peerNames.set(user.id, user.name || user.id);
+  store.peerNames.set(user.id, { id: user.id, name: user.name || user.id });
   joinRoom(directRoomName(store.user.id, user.id));
   ui.messageInput.focus();
 }

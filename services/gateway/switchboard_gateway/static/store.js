@@ -199,7 +199,7 @@ export class Store {
     this.myIds = new Set();      // every user id this session has had (a token refresh changes it)
     this.rooms = new Map();      // room -> Room
     this.current = null;
-    this.peerNames = new Map();  // user id -> name, for direct rooms started from the member list
+    this.peerNames = new Map();  // user id -> {id, name}, for direct rooms started from the member list
   }
 
   isMine(user) {

@@ -204,11 +204,20 @@ export class View {
   }
 
   renderCurrentRoom() {
-    const room = this.store.currentRoom();
-    ui.roomTitle.replaceChildren();
     this.editing = null;
     this.confirming = null;
     this.picker.close({ refocus: false });
+    this.renderRoomTitle();
+    this.renderMessages();
+    this.renderPendingForCurrent();
+    this.renderPresence();
+    this.renderTyping();
+    this.updateComposerState();
+  }
+
+  renderRoomTitle() {
+    const room = this.store.currentRoom();
+    ui.roomTitle.replaceChildren();
     if (room) {
       const { sigil, name } = this.roomLabel(room);
       ui.roomTitle.append(el("span", { class: "hash", "aria-hidden": "true", text: sigil }), name);
@@ -222,11 +231,6 @@ export class View {
       document.title = "Switchboard";
     }
     ui.leaveRoom.hidden = !room;
-    this.renderMessages();
-    this.renderPendingForCurrent();
-    this.renderPresence();
-    this.renderTyping();
-    this.updateComposerState();
   }
 
   focusAfterLeave() {
