@@ -8,12 +8,14 @@ expectation, nothing sleeps.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 from playwright.async_api import Browser, Locator, Page, expect
 
 from .pages import STEP_MS, expect_message, new_tab, sign_in, type_and_send
+from .test_browser_e2e import DOCS_IMG, DOCS_SCREENSHOT_MAX_BYTES, compose_side_by_side
 
 pytestmark = pytest.mark.browser
 
@@ -59,6 +61,19 @@ async def wait_read_mark(page: Page, room: str, uid: str, offset: int) -> None:
         arg=[room, uid, offset],
         timeout=STEP_MS,
     )
+
+
+async def write_docs_screenshot(browser: Browser, shots: list[tuple[str, bytes]], artifacts: Path) -> None:
+    """docs/img/two-tabs.png, the README's picture: always as an artifact,
+    into docs/ when it is missing or UPDATE_DOCS_SCREENSHOT is set."""
+    combined = artifacts / "two-tabs.png"
+    await compose_side_by_side(browser, shots, combined)
+    size = combined.stat().st_size
+    assert size < DOCS_SCREENSHOT_MAX_BYTES, size
+    docs_png = DOCS_IMG / "two-tabs.png"
+    if os.environ.get("UPDATE_DOCS_SCREENSHOT") or not docs_png.exists():
+        DOCS_IMG.mkdir(parents=True, exist_ok=True)
+        docs_png.write_bytes(combined.read_bytes())
 
 
 async def test_edit_delete_react_unread_and_a_direct_message_across_two_gateways(
@@ -126,16 +141,6 @@ async def test_edit_delete_react_unread_and_a_direct_message_across_two_gateways
             await expect(message(page, oops).get_by_test_id("deleted")).to_have_text("message deleted")
             await expect(message(page, oops).get_by_test_id("react-button")).to_have_count(0)
 
-        # --- user text stays text, in edits too.
-        harmless = await send(alice, "harmless")
-        await alice.get_by_test_id("message-input").press("ArrowUp")
-        await message(alice, harmless).get_by_test_id("edit-input").fill(XSS)
-        await message(alice, harmless).get_by_test_id("edit-save").click()
-        for page in (alice, bob):
-            await expect_message(page, harmless, XSS)
-            assert await page.locator("img").count() == 0
-            assert await page.evaluate("() => typeof window.__xss") == "undefined"
-
         # --- unread: Bob reads #lobby, goes to #general (guests may join lobby, general, random); Alice posts twice.
         # (Alice hears Bob's read mark: it has reached the server.)
         await wait_read_mark(alice, "lobby", bob_id, await newest_offset(bob))
@@ -176,12 +181,41 @@ async def test_edit_delete_react_unread_and_a_direct_message_across_two_gateways
         await expect_message(alice, 2, "Ooh, tell me.")
         await expect(message(bob, 2).get_by_test_id("seen")).to_have_text("Seen")
         await alice.screenshot(path=str(artifacts / "chat-direct-seen.png"))
+
+        # --- the README picture: Alice in the direct room ("Seen", and an
+        # unread badge on #lobby), Bob in #lobby with the actions of his own
+        # message under the pointer.
+        await room_item(bob, "lobby").get_by_role("button").click()
+        mine = await send(bob, "On my way! Save me a slice.")
+        await expect(room_item(alice, "lobby").get_by_test_id("unread")).to_have_text("1")
+        await alice.get_by_test_id("message-input").fill("See you there")
+        await message(bob, mine).hover()
+        await expect(message(bob, mine).locator(".msg-actions")).to_have_css("opacity", "1")
+        await write_docs_screenshot(
+            browser,
+            [("Tab 1 · Alice · served by gw-a", await alice.screenshot()),
+             ("Tab 2 · Bob · served by gw-b", await bob.screenshot())],
+            artifacts,
+        )
+        await alice.get_by_test_id("message-input").fill("")
+
+        # --- user text stays text, in edits too.
+        await room_item(alice, "lobby").get_by_role("button").click()
+        harmless = await send(alice, "harmless")
+        await alice.get_by_test_id("message-input").press("ArrowUp")
+        await message(alice, harmless).get_by_test_id("edit-input").fill(XSS)
+        await message(alice, harmless).get_by_test_id("edit-save").click()
+        for page in (alice, bob):
+            await expect_message(page, harmless, XSS)
+            assert await page.locator("img").count() == 0
+            assert await page.evaluate("() => typeof window.__xss") == "undefined"
+
         assert alice_tab.errors == [] and bob_tab.errors == [], (alice_tab.errors, bob_tab.errors)
     except BaseException:
         for name, page in (("alice", alice), ("bob", bob)):
             try:
                 await page.screenshot(path=str(artifacts / f"chat-{name}-failure.png"), timeout=3000)
-            except Exception:  # noqa: BLE001 - best-effort evidence
+            except Exception:  # best-effort evidence
                 pass
         for gw in (gw_a, gw_b):
             print(f"--- {gw.node_id}\n" + gw.output())

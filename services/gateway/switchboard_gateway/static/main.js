@@ -370,6 +370,11 @@ function addEntry(room, m, { live = true, render = true } = {}) {
   if (!added) return false;
   const { entry, msg, trimmed, refolded } = added;
   const shown = render && room.name === store.current;
+  // Whatever the entry, the user looking at the room has read up to it: the
+  // mark keeps up with the log (one frame a second at most, reads.js).
+  if (live && room.name === store.current && seesNewest(room) && (entry.kind !== "message" || !msg || store.isMine(msg.user))) {
+    readCurrentIfSeen();
+  }
   if (entry.kind === "message") {
     if (!msg) return true; // older than everything kept
     // A pending publish of ours whose message is now visible: drop the ghost.
