@@ -481,7 +481,7 @@ function onPresenceLeave(f) {
 function onPresenceCount(f) {
   const room = store.rooms.get(f.room);
   if (!room || !Number.isInteger(f.count)) return;
-  store.presenceCounted(room, f.count);
+  store.presenceCountOnly(room, f.count);
   if (room.name === store.current) view.renderPresence();
   renewPresenceIfStale(room);
 }

@@ -175,6 +175,7 @@ export class Room {
     this.presence = new Map();   // user id -> {user, connections}: capped in a big room
     this.presenceCount = null;   // distinct users present (exact), null until the server says
     this.presenceCap = Infinity; // the server's list cap, learnt from a list shorter than its count
+    this.presenceSampled = false; // the list may hold users who left unnamed (a count came instead)
     this.presenceRenewedAt = 0;  // when main.js last re-listed a stale list by itself
     this.presenceRenewTimer = null;
     this.typing = new Map();     // user id -> {name, timer}
@@ -387,9 +388,8 @@ export class Store {
       if (p && p.user && p.user.id) room.presence.set(p.user.id, p);
     }
     room.presenceCount = Number.isInteger(count) ? count : null;
-    if (room.presenceCount !== null && room.presence.size < room.presenceCount) {
-      room.presenceCap = Math.max(1, room.presence.size);
-    }
+    room.presenceSampled = room.presenceCount !== null && room.presence.size < room.presenceCount;
+    if (room.presenceSampled) room.presenceCap = Math.max(1, room.presence.size);
   }
 
   presenceJoined(room, user, count) {
@@ -403,7 +403,13 @@ export class Store {
     this.presenceCounted(room, count);
   }
 
-  /** `presence_count`, or the `count` of a join or leave (absent from older servers). */
+  /** `presence_count`: joins and leaves went by without names, so the list may be stale. */
+  presenceCountOnly(room, count) {
+    room.presenceSampled = true;
+    this.presenceCounted(room, count);
+  }
+
+  /** The `count` of `presence_count` or of a join or leave (absent from older servers). */
   presenceCounted(room, count) {
     if (Number.isInteger(count) && count >= 0) room.presenceCount = count;
     else if (room.presenceCount !== null) room.presenceCount = null; // unknown: fall back to the list
@@ -426,7 +432,9 @@ export class Store {
   presenceNeedsRenewal(room) {
     if (room.presenceCount === null) return false;
     const { listed, count } = this.presenceSummary(room);
-    return listed > count || listed < Math.min(count, room.presenceCap);
+    // Once the room fits in one list again, a list that went without names is renewed.
+    return listed > count || listed < Math.min(count, room.presenceCap)
+      || (room.presenceSampled && count <= room.presenceCap);
   }
 
   /** Offline: nobody is known to be here until the next `joined`. */
