@@ -32,6 +32,7 @@ class Recorder:
         self.counts: list[tuple[str, int]] = []  # on_presence_count
         self.resubscribed = 0
         self.availability: list[bool] = []
+        self.controls: list[bytes] = []  # on_control (user control commands)
         self._changed = asyncio.Event()
 
     def on_message(self, room: str, offset: int, epoch: str, ts: int, frame: str) -> None:
@@ -55,6 +56,11 @@ class Recorder:
 
     def on_availability(self, available: bool) -> None:
         self.availability.append(available)
+        self._changed.set()
+
+    def on_control(self, command: bytes) -> None:
+        assert isinstance(command, bytes)
+        self.controls.append(command)
         self._changed.set()
 
     async def until(self, predicate: Callable[[], bool], timeout: float = DEADLINE_S) -> None:

@@ -65,6 +65,7 @@ async def test_publish_offsets_and_delivery_in_order(cluster: Cluster) -> None:
                 "offset": offset,
                 "epoch": epoch,
                 "msg_id": decoded["msg_id"],
+                "kind": "message",
                 "user": {"id": m.user.id, "name": m.user.name},
                 "text": m.text,
                 "ts": ts,

@@ -90,7 +90,7 @@ async def test_ask_and_tryagain_during_a_migration(backplane: Backplane, redis_c
             await backplane.read_last(room, 10)
         assert time.monotonic() - started >= commands.retry_window_s - 0.3  # the last backoff may not fit
         # All of it moved: the source answers ASK, the target serves it after ASKING.
-        cluster.migrate_keys(slot, source, target, [keys.log])
+        cluster.migrate_keys(slot, source, target, [keys.log, keys.state])
         snap = await backplane.read_last(room, 10)
         assert (snap.top, len(snap.frames)) == (1, 1)
         assert (await backplane.publish(room, body("two"))).offset == 2

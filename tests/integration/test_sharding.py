@@ -15,6 +15,7 @@ import redis
 
 from switchboard.backplane.cluster import slot_of
 from switchboard.backplane.connect import split_urls
+from switchboard.backplane.control import CONTROL_ROOM, control_channel
 from switchboard.client import Client
 from switchboard_gateway.broker import subscription_client_name
 
@@ -52,7 +53,9 @@ class ClusterView:
         return next(port for start, end, port in self.slots if start <= slot <= end)
 
     def shard_channels(self, port: int, prefix: str) -> set[str]:
-        return {c.decode() for c in self.clients[port].execute_command("PUBSUB", "SHARDCHANNELS", f"{prefix}:*")}
+        """The rooms' channels (not the gateways' one control channel)."""
+        found = {c.decode() for c in self.clients[port].execute_command("PUBSUB", "SHARDCHANNELS", f"{prefix}:*")}
+        return found - {control_channel(prefix)}
 
     def classic_channels(self, port: int) -> list[Any]:
         return list(self.clients[port].execute_command("PUBSUB", "CHANNELS"))
@@ -90,7 +93,8 @@ async def test_rooms_subscribe_on_their_shard_only(start_gateway, redis_url: str
             for gw in gateways:
                 links = view.subscription_connections(port, subscription_client_name(gw.node_id))
                 assert len(links) == 1, f"{gw.node_id} has {len(links)} subscription connections on {port}"
-                assert int(links[0]["ssub"]) == len(expected) and int(links[0]["sub"]) == 0, links[0]
+                control = 1 if port == view.owner(CONTROL_ROOM) else 0  # the control channel's shard
+                assert int(links[0]["ssub"]) == len(expected) + control and int(links[0]["sub"]) == 0, links[0]
 
         # Fan-out works through the shards: one message per room reaches both.
         for room in rooms[:6]:
@@ -113,8 +117,12 @@ async def test_rooms_subscribe_on_their_shard_only(start_gateway, redis_url: str
         name = subscription_client_name("gw-a")
         for port in view.clients:
             await eventually(
-                lambda port=port: all(int(c["ssub"]) == 0 for c in view.subscription_connections(port, name)),
-                f"gw-a unsubscribed everything on {port}",
+                # every room; the control channel stays (it is the gateway's, not a room's)
+                lambda port=port: all(
+                    int(c["ssub"]) == (1 if port == view.owner(CONTROL_ROOM) else 0)
+                    for c in view.subscription_connections(port, name)
+                ),
+                f"gw-a unsubscribed every room on {port}",
             )
             # gw-b still delivers its rooms
             assert len(view.subscription_connections(port, subscription_client_name("gw-b"))) == 1

@@ -284,6 +284,8 @@ def test_joined_always_carries_recovered() -> None:
         messages=[],
         presence=[frames.Member(ALICE, 2)],
         presence_count=7,
+        last_read=0,
+        unread=0,
     )
     assert roundtrip(joined) == {
         "type": "joined",
@@ -294,6 +296,8 @@ def test_joined_always_carries_recovered() -> None:
         "messages": [],
         "presence": [{"user": {"id": "alice", "name": "Alice"}, "connections": 2}],
         "presence_count": 7,
+        "last_read": 0,  # always on the wire, 0 included
+        "unread": 0,
     }
     message = b'{"type":"message","room":"a","offset":3}'
     joined = frames.Joined(
@@ -305,11 +309,15 @@ def test_joined_always_carries_recovered() -> None:
         messages=[msgspec.Raw(message)],
         presence=[],
         presence_count=0,
+        last_read=2,
+        unread=1,
     )
     out = roundtrip(joined)
     assert out["id"] == "j" and out["recovered"] is True
     assert out["messages"] == [json.loads(message)]
-    joined = frames.Joined(room="a", offset=0, epoch="e", recovered=False, messages=[], presence=[], presence_count=0)
+    joined = frames.Joined(
+        room="a", offset=0, epoch="e", recovered=False, messages=[], presence=[], presence_count=0, last_read=0, unread=0
+    )
     assert roundtrip(joined)["recovered"] is False
 
 
@@ -335,8 +343,15 @@ def test_encode_error_from_protocol_error() -> None:
         (frames.Pong(id="x"), {"type": "pong", "id": "x"}),
         (frames.Pong(), {"type": "pong"}),
         (
-            frames.Welcome(session="s1", user=ALICE, node="gw1", protocol=1),
-            {"type": "welcome", "session": "s1", "user": {"id": "alice", "name": "Alice"}, "node": "gw1", "protocol": 1},
+            frames.Welcome(session="s1", user=ALICE, node="gw1", protocol=1, exp=None),
+            {
+                "type": "welcome",
+                "session": "s1",
+                "user": {"id": "alice", "name": "Alice"},
+                "node": "gw1",
+                "protocol": 1,
+                "exp": None,
+            },
         ),
         (
             frames.PresenceList(room="a", members=[frames.Member(ALICE, 1)], count=250),
@@ -377,7 +392,48 @@ def test_message_head_and_tail_make_the_message_frame() -> None:
     assert message == frames.Message(
         room="room:1", offset=7, epoch="ep", msg_id="ep-7", user=ALICE, text='say "hi"\n', ts=1_700_000_000_123
     )
-    assert json.loads(raw)["type"] == "message"
+    assert json.loads(raw)["type"] == "message" and json.loads(raw)["kind"] == "message"
+    assert b'"msg_id":"ep-7","kind":"message","user":' in raw  # kind first, ts last: message_ts reads it
+
+
+def test_change_entries_carry_kind_target_and_emoji() -> None:
+    react = frames.MessageBody(user=ALICE, text="", ts=5, kind="react", target=3, emoji="👍")
+    raw = codec.message_frame("r", 9, "ep", react)
+    assert json.loads(raw) == {
+        "type": "message", "room": "r", "offset": 9, "epoch": "ep", "msg_id": "ep-9", "kind": "react",
+        "target": 3, "emoji": "👍", "user": {"id": "alice", "name": "Alice"}, "text": "", "ts": 5,
+    }
+    edit = frames.MessageBody(user=ALICE, text="new", ts=6, kind="edit", target=3)
+    assert "emoji" not in json.loads(codec.message_frame("r", 10, "ep", edit))
+    assert codec.message_ts(codec.message_frame("r", 10, "ep", edit).decode()) == 6
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        '{"type":"react","room":"r","target":1,"emoji":""}',
+        '{"type":"react","room":"r","target":1,"emoji":"a b"}',
+        '{"type":"react","room":"r","target":1,"emoji":"\\u0000"}',
+        '{"type":"react","room":"r","target":1,"emoji":"12345678901234567"}',
+        '{"type":"react","room":"r","target":0,"emoji":"x"}',
+        '{"type":"edit","room":"r","target":1,"text":""}',
+        '{"type":"delete","room":"r"}',
+        '{"type":"read","room":"r","offset":-1}',
+        '{"type":"history","room":"r","view":"newest"}',
+    ],
+)
+def test_bad_change_frames_are_bad_requests(frame: str) -> None:
+    with pytest.raises(ProtocolError) as caught:
+        codec.decode_client_frame(frame)
+    assert caught.value.code == ErrorCode.BAD_REQUEST
+
+
+def test_change_frames_decode() -> None:
+    frame = codec.decode_client_frame('{"type":"react","room":"dm:a+b","target":2,"emoji":"🇫🇷","id":1}')
+    assert frame == frames.React(id=1, room="dm:a+b", target=2, emoji="🇫🇷")
+    assert codec.decode_client_frame('{"type":"history","room":"r","view":"latest"}') == frames.History(
+        room="r", view="latest"
+    )
 
 
 @settings(max_examples=100, deadline=None)

@@ -86,3 +86,41 @@ def test_patterns_that_made_the_regex_backtrack_are_fast(pattern: str) -> None:
     started = time.perf_counter()
     assert not glob_match(pattern, "a" * 64)
     assert time.perf_counter() - started < 0.01
+
+
+# --- direct rooms (protocol §11) ---
+
+from switchboard.protocol.names import direct_allows, direct_members  # noqa: E402
+
+
+@pytest.mark.parametrize(
+    "room", ["dm:alice+bob", "dm:guest:ann-x1+guest:bob-y2", "dm:a@b.c+z", f"dm:{'a' * 64}+{'b' * 64}"]
+)
+def test_direct_room_names_are_valid(room: str) -> None:
+    assert is_valid_room(room)
+
+
+@pytest.mark.parametrize(
+    "room", ["dm:alice+", "dm:+bob", "dm:a+b+c", "dm:a b+c", f"dm:{'a' * 65}+b", "lobby+x", "dm:a+b\n"]
+)
+def test_malformed_direct_room_names_are_invalid(room: str) -> None:
+    assert not is_valid_room(room)
+
+
+def test_only_the_two_users_may_join_a_direct_room() -> None:
+    assert direct_members("dm:alice+bob") == ("alice", "bob")
+    assert direct_members("dm:alice") is None  # an ordinary room name
+    assert direct_allows("dm:alice+bob", "alice") is True
+    assert direct_allows("dm:alice+bob", "bob") is True
+    assert direct_allows("dm:alice+bob", "carol") is False
+    assert direct_allows("dm:bob+alice", "alice") is False  # not the canonical (sorted) name
+    assert direct_allows("lobby", "alice") is None
+
+
+def test_a_direct_room_ignores_the_rooms_claim() -> None:
+    from switchboard_gateway.auth import Principal
+
+    narrow = Principal("alice", "Alice", ("lobby",), None)
+    everything = Principal("carol", "Carol", ("*",), None)
+    assert narrow.may_join("dm:alice+bob") and not narrow.may_join("other")
+    assert not everything.may_join("dm:alice+bob") and everything.may_join("other")

@@ -151,6 +151,39 @@ async def test_each_event_once_across_two_gateways(
     )
 
 
+async def test_every_kind_of_logged_entry_is_one_message_event(
+    start_gateway: Callable[..., Any], streams: Streams, token: Callable[..., str]
+) -> None:
+    # The publish script appends the entry's frame whatever its kind: edits,
+    # reactions and deletions need no events code of their own. A change
+    # that stores nothing (a repeated reaction) appends nothing.
+    a = start_gateway(NODE_ID="gw-a", **EVENTS)
+    b = start_gateway(NODE_ID="gw-b", **EVENTS)
+    room = "ev-kinds"
+    async with await Client.connect(a.ws_url, token("alice")) as alice, await Client.connect(
+        b.ws_url, token("bob")
+    ) as bob:
+        await _joined(alice, room)
+        await _joined(bob, room)
+        first = await alice.publish(room, "hello")
+        assert (await alice.edit(room, first["offset"], "hello, edited"))["type"] == "ack"
+        assert (await bob.react(room, first["offset"], "👍"))["type"] == "ack"
+        repeat = await bob.react(room, first["offset"], "👍")
+        assert repeat["type"] == "ack" and repeat.get("offset") is None, repeat
+        assert (await alice.delete(room, first["offset"]))["type"] == "ack"
+        await streams.wait(room, 7)
+    entries = [e["event"] for _, e in await streams.events() if e["event"].room == room]
+    logged = [e for e in entries if isinstance(e, MessageEvent)]
+    assert [(e.kind, e.target, e.emoji, e.user.id) for e in logged] == [
+        ("message", None, None, "alice"),
+        ("edit", first["offset"], None, "alice"),
+        ("react", first["offset"], "👍", "bob"),
+        ("delete", first["offset"], None, "alice"),
+    ]
+    assert [e.offset for e in logged] == list(range(first["offset"], first["offset"] + 4))
+    assert logged[1].text == "hello, edited"
+
+
 async def test_a_killed_gateways_members_leave_once(
     start_gateway: Callable[..., Any],
     streams: Streams,

@@ -11,8 +11,10 @@ from starlette.types import Receive, Scope, Send
 from switchboard_gateway.broker import Broker, create_broker
 from switchboard_gateway.metrics import Metrics
 from switchboard_gateway.node import Node
+from switchboard_gateway.routes.control import build_control_routes
 from switchboard_gateway.routes.headers import SecurityHeaders
 from switchboard_gateway.routes.http import build_routes
+from switchboard_gateway.routes.tokens import build_token_routes
 from switchboard_gateway.routes.websocket import WebSocketEndpoint
 from switchboard_gateway.settings import Settings
 from switchboard_gateway.userlimits import UserLimits
@@ -27,7 +29,9 @@ class Gateway:
         self.node = Node(settings, broker or create_broker(settings), Metrics())
         self.limits = UserLimits(self.node.broker, settings)
         self.websocket = WebSocketEndpoint(self.node, self.limits)
-        starlette = Starlette(routes=build_routes(self.node), lifespan=self._lifespan)
+        # The user control API and the guest token refresh (their own modules), then the rest.
+        routes = build_control_routes(self.node) + build_token_routes(self.node) + build_routes(self.node)
+        starlette = Starlette(routes=routes, lifespan=self._lifespan)
         # "/static" would redirect to "/static/" with a Location built from
         # the Host header: no redirects at all (a wrong path is a 404).
         starlette.router.redirect_slashes = False

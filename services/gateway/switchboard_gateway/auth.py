@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import jwt
 
-from switchboard.protocol.names import room_allowed
+from switchboard.protocol.names import direct_allows, room_allowed
 
 _ALGORITHMS = ["HS256"]
 # A `rooms` claim is the app's, but it is matched on every join: bounded.
@@ -31,7 +31,8 @@ class Principal:
     expires_at: float | None  # unix seconds
 
     def may_join(self, room: str) -> bool:
-        return room_allowed(room, self.rooms)
+        direct = direct_allows(room, self.user_id)  # a direct room: its two users, whatever the claim
+        return room_allowed(room, self.rooms) if direct is None else direct
 
 
 def verify_token(

@@ -136,6 +136,17 @@ class Connection:
         self.out.stop()
         _abort_transport(self._send)
 
+    def renew(self, principal: Principal) -> None:
+        """A refreshed token of the same user: its expiry and rooms apply from
+        now on. The display name stays the one the connection started with
+        (presence and messages show one name per connection)."""
+        assert principal.user_id == self.principal.user_id
+        self.principal = Principal(principal.user_id, self.principal.name, principal.rooms, principal.expires_at)
+        self.cancel_expiry()
+        if principal.expires_at is not None and not self.closing:
+            delay = max(0.0, principal.expires_at - time.time())
+            self._expiry = asyncio.get_running_loop().call_later(delay, self._expired)
+
     def cancel_expiry(self) -> None:
         if self._expiry is not None:
             self._expiry.cancel()

@@ -25,6 +25,7 @@ import jwt
 from switchboard_gateway.auth import Principal
 
 NAME_MAX_CHARS = 32
+GUEST_ID_PREFIX = "guest:"
 _NAME = re.compile(r"^[\w .'-]{1,32}\Z")
 
 # Matched as whole skeletons; the long ones (>= 5 letters) also inside a name
@@ -107,8 +108,18 @@ class GuestPolicy:
         """A token for a guest called `name` (already checked)."""
         ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
         slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", ascii_name).strip("_")[:24] or "guest"
-        user_id = f"guest:{slug}-{secrets.token_hex(8)}"
+        user_id = f"{GUEST_ID_PREFIX}{slug}-{secrets.token_hex(8)}"
         expires_at = int((time.time() if now is None else now) + self.ttl_s)
         claims = {"sub": user_id, "name": name, "exp": expires_at, "rooms": list(self.rooms)}
         token = jwt.encode(claims, self.secret, algorithm="HS256")
         return token, Principal(user_id, name, self.rooms, float(expires_at))
+
+    def renew(self, principal: Principal, now: float | None = None) -> tuple[str, Principal]:
+        """A fresh token for a guest who still holds a valid one (checked by
+        the caller): same id and name, so a connection can ``refresh`` to it."""
+        if not principal.user_id.startswith(GUEST_ID_PREFIX):
+            raise GuestNameError("only guest tokens are renewed here")
+        expires_at = int((time.time() if now is None else now) + self.ttl_s)
+        claims = {"sub": principal.user_id, "name": principal.name, "exp": expires_at, "rooms": list(self.rooms)}
+        token = jwt.encode(claims, self.secret, algorithm="HS256")
+        return token, Principal(principal.user_id, principal.name, self.rooms, float(expires_at))

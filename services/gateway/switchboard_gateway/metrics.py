@@ -57,7 +57,7 @@ class Metrics:
         # Hardening (docs/security.md): what the limits refused or cut off.
         self.refused = Counter(
             "switchboard_refused_connections",
-            "Connections refused by a limit, by reason (total, address, user).",
+            "Connections refused by a limit or a ban, by reason (total, address, user, banned).",
             ["reason"],
             registry=r,
         )
@@ -65,5 +65,18 @@ class Metrics:
             "switchboard_aborted_transports",
             "Sockets dropped by the server layer, by reason (header_size, request_timeout, ping_flood, write_buffer, close_grace).",
             ["reason"],
+            registry=r,
+        )
+        # The application backend (docs/protocol.md "Publish hook", "User control").
+        self.hook_calls = Counter(
+            "switchboard_hook_calls",
+            "Publish hook calls, by outcome (accepted, replaced, rejected, unavailable).",
+            ["outcome"],
+            registry=r,
+        )
+        self.control_commands = Counter(
+            "switchboard_control_commands",
+            "User control commands applied by this gateway, by op (disconnect, remove).",
+            ["op"],
             registry=r,
         )

@@ -8,7 +8,9 @@ behind them.
   ``_RoomLink``: it fans frames out to the sockets, and performs the reads
   and epoch renewals the room asks for in a supervised task that retries
   with backoff.
-- Requests: join, leave, publish, history, presence, typing.
+- Requests: join, leave, publish and the changes of protocol §11 (edit,
+  delete, react, unreact: log entries, like messages), history (the log, or
+  its ``latest`` view), presence, typing, read (coalesced by ``readmarks``).
 - Maintenance, supervised (supervision.py): the presence refresh
   (presence.py), and the position check: pub/sub is at most once, so every
   POSITION_CHECK_INTERVAL each room's newest offset in the backplane is
@@ -25,15 +27,20 @@ from collections.abc import Collection
 
 import msgspec
 
+from switchboard import latest
 from switchboard.protocol import codec, frames
-from switchboard.protocol.codes import CloseCode
-from switchboard.roomlog import Snapshot
+from switchboard.protocol.codes import CloseCode, ErrorCode
+from switchboard.protocol.errors import ProtocolError
+from switchboard.roomlog import MAX_EMOJI_PER_MESSAGE, PublishResult, ReadState, Snapshot
 from switchboard.roster import PresencePage
 from switchboard_gateway import presence
 from switchboard_gateway.broker import Broker, BrokerUnavailable
 from switchboard_gateway.connection import Connection
+from switchboard_gateway.control import UserControl
 from switchboard_gateway.metrics import Metrics
 from switchboard_gateway.presence_counts import PresenceCounts
+from switchboard_gateway.publish_hook import hook_from_settings
+from switchboard_gateway.readmarks import Key, Mark, ReadMarks
 from switchboard_gateway.room import ReadAfter, Room, RoomEvent
 from switchboard_gateway.settings import Settings
 from switchboard_gateway.supervision import Backoff, Supervisor
@@ -42,6 +49,10 @@ from switchboard_gateway.wire import text_frame
 log = logging.getLogger("switchboard.node")
 
 CATCH_UP_TASK = "catch_up"
+READ_MARK_TASK = "read_mark"
+# The latest view reads history backwards in pages of this many entries
+# until it has a page of messages (or history ends).
+LATEST_READ_PAGE = 200
 
 
 class _Ephemeral(msgspec.Struct):
@@ -127,19 +138,32 @@ class Node:
         self.draining = False
         self.supervisor = Supervisor(metrics.task_failures)
         self.presence_counts = PresenceCounts(self._send_presence_count)
+        self.publish_hook = hook_from_settings(settings, metrics)  # None without PUBLISH_HOOK_URL
+        self.control = UserControl(self)
+        self.read_marks = ReadMarks(interval_s=1.0)
+        self._read_flush: asyncio.TimerHandle | None = None
 
     # --- lifecycle -------------------------------------------------------------
 
     async def start(self) -> None:
+        if self.publish_hook is not None:
+            await self.publish_hook.start()
         await self.broker.start(self)
         self.metrics.broker_available.set(1 if self.broker.available else 0)
         self.supervisor.every("presence", self.settings.presence_refresh_interval_s, self.refresh_presence)
         self.supervisor.every("positions", self.settings.position_check_s, self.check_positions)
 
     async def stop(self) -> None:
+        # The last read marks are written before the backplane goes (best effort).
+        await asyncio.gather(*(self._write_mark(key, mark) for key, mark in self.read_marks.drain()))
+        if self._read_flush is not None:
+            self._read_flush.cancel()
+            self._read_flush = None
         await self.supervisor.stop()
         self.presence_counts.close()
         await self.broker.close()
+        if self.publish_hook is not None:
+            await self.publish_hook.close()
 
     @property
     def ready(self) -> bool:
@@ -187,16 +211,22 @@ class Node:
         room = frame.room
         if room in conn.rooms:  # already a member: answer again, nothing else changes
             snapshot, recovered = await self._snapshot(room, frame.since, frame.history)
-            page = await self.broker.presence_upsert(
-                room, [(conn.id, conn.user_json)], list_limit=self.settings.presence_list_max
+            page, reads = await asyncio.gather(
+                self.broker.presence_upsert(
+                    room, [(conn.id, conn.user_json)], list_limit=self.settings.presence_list_max
+                ),
+                self._read_state(room, conn.user_id, snapshot),
             )
-            conn.send_text(self._joined(frame, snapshot, recovered, page))
+            conn.send_text(self._joined(frame, snapshot, recovered, page, reads))
             return
         link = await self._attach(room, conn)
         try:
             snapshot, recovered = await self._snapshot(room, frame.since, frame.history)
-            presence_page = await self.broker.presence_upsert(
-                room, [(conn.id, conn.user_json)], list_limit=self.settings.presence_list_max
+            presence_page, reads = await asyncio.gather(
+                self.broker.presence_upsert(
+                    room, [(conn.id, conn.user_json)], list_limit=self.settings.presence_list_max
+                ),
+                self._read_state(room, conn.user_id, snapshot),
             )
         except BaseException:
             link.core.discard(conn)
@@ -205,11 +235,19 @@ class Node:
         conn.rooms.add(room)  # from here on, closing the connection removes its presence entry
         if not link.core.parked(conn):
             return  # evicted while its snapshot was read: it is being closed with 1013
-        conn.send_text(self._joined(frame, snapshot, recovered, presence_page))
+        conn.send_text(self._joined(frame, snapshot, recovered, presence_page, reads))
         link.core.admit(conn, snapshot.epoch, snapshot.top)
 
+    async def _read_state(self, room: str, user_id: str, snapshot: Snapshot) -> ReadState:
+        """Read state at the snapshot's position (``joined.last_read``/``unread``)."""
+        if not snapshot.epoch:
+            return ReadState(0, 0)
+        return await self.broker.read_state(room, user_id, snapshot.epoch, snapshot.top)
+
     @staticmethod
-    def _joined(frame: frames.Join, snapshot: Snapshot, recovered: bool | None, page: PresencePage) -> str:
+    def _joined(
+        frame: frames.Join, snapshot: Snapshot, recovered: bool | None, page: PresencePage, reads: ReadState
+    ) -> str:
         return codec.encode(
             frames.Joined(
                 id=frame.id,
@@ -220,6 +258,8 @@ class Node:
                 messages=[msgspec.Raw(f) for f in snapshot.frames],
                 presence=members_of(page),
                 presence_count=page.count,
+                last_read=reads.last_read,
+                unread=reads.unread,
             )
         )
 
@@ -254,9 +294,30 @@ class Node:
     async def publish(
         self, user: frames.User, room: str, text: str, client_msg_id: str | None
     ) -> frames.Ack:
+        if self.publish_hook is not None:  # the app first: it may reject or rewrite the text
+            text = await self.publish_hook.moderate(room, user, text, client_msg_id)
         body = frames.MessageBody(user=user, text=text, ts=int(time.time() * 1000))
+        return await self.append(room, body, client_msg_id)
+
+    async def append(
+        self, room: str, body: frames.MessageBody, client_msg_id: str | None, *, moderator: bool = False
+    ) -> frames.Ack:
+        """Log an entry (a message, or a change to one: ``body.kind``) and
+        return its ``ack``; a refused change raises ``ProtocolError`` (no id).
+        An edit goes through the publish hook first, like a publish."""
+        if body.kind == "edit" and self.publish_hook is not None:
+            text = await self.publish_hook.moderate(
+                room, body.user, body.text, client_msg_id, action="edit", target=body.target
+            )
+            body = msgspec.structs.replace(body, text=text)
         link = self.rooms.get(room)
-        result = await self.broker.publish(room, body, client_msg_id, link.core.heard() if link else None)
+        result = await self.broker.publish(
+            room, body, client_msg_id, link.core.heard() if link else None, moderator=moderator
+        )
+        if result.status == "noop":  # nothing to log: the reaction is already (or not) there
+            return frames.Ack(room=room, offset=None, epoch=result.epoch)
+        if result.status:
+            raise _refusal(result, body)
         link = self.rooms.get(room)
         if link is not None:
             link.core.on_acked(result.epoch, result.offset)
@@ -264,12 +325,42 @@ class Node:
             self.metrics.messages_published.inc()
         return frames.Ack(room=room, offset=result.offset, epoch=result.epoch)
 
-    async def history(self, room: str, before: int | None, limit: int) -> frames.HistoryPage:
+    async def history(
+        self, room: str, before: int | None, limit: int, view: str = "log", viewer: str | None = None
+    ) -> frames.HistoryPage:
+        if view == "latest":
+            return await self._latest(room, before, limit, viewer)
         if before is not None:
             snap = await self.broker.read_before(room, before, limit)
         else:
             snap = await self.broker.read_last(room, limit)
         return frames.HistoryPage(room=room, epoch=snap.epoch or None, messages=[msgspec.Raw(f) for f in snap.frames])
+
+    async def _latest(self, room: str, before: int | None, limit: int, viewer: str | None) -> frames.HistoryPage:
+        """The ``latest`` view: read history from its newest entry backwards
+        (changes come after their message, and may come after `before`) in
+        pages of LATEST_READ_PAGE entries until `limit` messages below
+        `before` are in, then fold. Cost: at most all of history
+        (HISTORY_SIZE entries, 1,000 by default: five reads of 200), each
+        entry decoded once; a room of ordinary chat needs one read."""
+        for _ in range(3):  # the epoch changed between two reads: start over (rare)
+            snap = await self.broker.read_last(room, LATEST_READ_PAGE)
+            epoch, entries, first = snap.epoch, latest.decode(snap.frames), snap.first
+            consistent = True
+            while first > 1 and latest.messages_below(entries, before) < limit:
+                older = await self.broker.read_before(room, first, LATEST_READ_PAGE)
+                if older.epoch != epoch:
+                    consistent = False
+                    break
+                if not older.frames:  # trimmed meanwhile: history ends here
+                    break
+                entries = latest.decode(older.frames) + entries
+                first = older.first
+            if consistent:
+                messages = latest.page(latest.fold(entries, viewer), before, limit)
+                raws = [msgspec.Raw(codec.encode_bytes(m)) for m in messages]
+                return frames.HistoryPage(room=room, epoch=epoch or None, messages=raws)
+        raise BrokerUnavailable("the room's history kept changing epoch while it was read")
 
     async def presence(self, room: str, limit: int) -> frames.PresenceList:
         """The user count and up to `limit` users (the ``presence`` reply)."""
@@ -278,6 +369,46 @@ class Node:
 
     async def typing(self, conn: Connection, room: str) -> None:
         await self.broker.publish_ephemeral(room, codec.encode_bytes(frames.TypingNotice(room=room, user=conn.user)))
+
+    # --- read state (protocol §11) ----------------------------------------------------
+
+    def read(self, conn: Connection, room: str, offset: int) -> None:
+        """Take a ``read`` frame: the mark is written (and announced) now, or
+        within a second when one was written less than a second ago; the
+        last one always is. It is capped at what this gateway knows the room
+        holds, so a client cannot mark messages read before they exist."""
+        link = self.rooms.get(room)
+        heard = link.core.heard() if link is not None else None
+        if heard is None or offset <= 0:
+            return
+        mark = Mark(conn.user, heard.epoch, min(offset, heard.offset))
+        key = (conn.user_id, room)
+        now = time.monotonic()
+        if self.read_marks.offer(key, mark, now) is not None:
+            self.supervisor.spawn(READ_MARK_TASK, self._write_mark(key, mark))
+        self._schedule_read_flush(now)
+
+    def _schedule_read_flush(self, now: float) -> None:
+        due = self.read_marks.next_due()
+        if due is not None and self._read_flush is None:
+            self._read_flush = asyncio.get_running_loop().call_later(max(0.0, due - now), self._flush_reads)
+
+    def _flush_reads(self) -> None:
+        self._read_flush = None
+        now = time.monotonic()
+        for key, mark in self.read_marks.due(now):
+            self.supervisor.spawn(READ_MARK_TASK, self._write_mark(key, mark))
+        self._schedule_read_flush(now)
+
+    async def _write_mark(self, key: Key, mark: Mark) -> None:
+        try:
+            await self.broker.mark_read(key[1], mark.user, mark.epoch, mark.offset)
+        except BrokerUnavailable as exc:
+            self.supervisor.failed(READ_MARK_TASK, exc)
+            self.read_marks.failed(key, mark, time.monotonic())  # retried after the interval
+            self._schedule_read_flush(time.monotonic())
+        else:
+            self.supervisor.succeeded(READ_MARK_TASK)
 
     # --- subscriptions ------------------------------------------------------------------
 
@@ -435,6 +566,9 @@ class Node:
             link.kick()
         self.supervisor.spawn("heal_presence", self.refresh_presence())
 
+    def on_control(self, command: bytes) -> None:
+        self.control.on_command(command)
+
     def on_availability(self, available: bool) -> None:
         log.warning("backplane %s", "available" if available else "UNAVAILABLE")
         self.metrics.broker_available.set(1 if available else 0)
@@ -462,3 +596,17 @@ class Node:
             if self.rooms.get(link.name) is link:
                 epoch, top = positions[link.name]
                 link.core.on_position(probe, epoch, top)
+
+
+def _refusal(result: PublishResult, body: frames.MessageBody) -> ProtocolError:
+    """Why the backplane refused a change (``PublishResult.status``)."""
+    target = body.target
+    if result.status == "forbidden":
+        return ProtocolError(ErrorCode.FORBIDDEN, f"only its author may {body.kind} message {target}")
+    if result.status == "deleted":
+        return ProtocolError(ErrorCode.BAD_REQUEST, f"message {target} is deleted")
+    if result.status == "emoji_limit":
+        return ProtocolError(
+            ErrorCode.LIMIT_EXCEEDED, f"message {target} has {MAX_EMOJI_PER_MESSAGE} different emoji already"
+        )
+    return ProtocolError(ErrorCode.BAD_REQUEST, f"offset {target} is not a message in this room's history")

@@ -21,6 +21,8 @@ from urllib.parse import urlparse
 # with the same ones), under the names this module has always used.
 from switchboard.config import SettingsError as SettingsError
 from switchboard.config import boolean as _bool
+from switchboard.config import http_url as _http_url
+from switchboard.config import min_bytes as _min_bytes
 from switchboard.config import non_negative_int as _non_negative_int
 from switchboard.config import port as _port
 from switchboard.config import positive_float as _positive_float
@@ -100,7 +102,7 @@ def _log_level(raw: str) -> str:
     return value
 
 
-_SECRET_ENVS = ("JWT_SECRET", "API_KEY")
+_SECRET_ENVS = ("JWT_SECRET", "API_KEY", "WEBHOOK_SECRET")
 
 
 # --- parsers of the hardening settings (docs/security.md) -----------------------------
@@ -148,6 +150,29 @@ def _header_bytes(raw: str) -> int:
     if not 1024 <= value <= 1024 * 1024:
         raise ValueError("must be between 1024 and 1048576")
     return value
+
+
+def _hook_url(raw: str) -> str:
+    url = _http_url(raw)
+    try:
+        urlparse(url).port  # noqa: B018  (raises ValueError on a bad port)
+    except ValueError:
+        raise ValueError("bad port in the URL") from None
+    if any(ch.isspace() for ch in url):
+        raise ValueError("a URL cannot contain spaces")
+    return url
+
+
+def _hook_timeout(raw: str) -> float:
+    value = float(raw)
+    if not 0 < value <= HOOK_TIMEOUT_MAX_S:
+        raise ValueError(f"must be a number of seconds above 0 and at most {HOOK_TIMEOUT_MAX_S:g}")
+    return value
+
+
+# Every publish waits for the hook: a longer wait would hold a connection's
+# frames (they are served in order) for too long.
+HOOK_TIMEOUT_MAX_S = 30.0
 
 
 def _setting(
@@ -218,6 +243,11 @@ class Settings:
     frame_burst: int = _setting("FRAME_BURST", _positive_int, 100)
     typing_rate: float = _setting("TYPING_RATE", _positive_float, 1.0)  # per user, cluster-wide
     typing_burst: int = _setting("TYPING_BURST", _positive_int, 5)
+    # --- the application backend: publish hook (docs/protocol.md "Publish hook") ----------
+    publish_hook_url: str | None = _setting("PUBLISH_HOOK_URL", _hook_url, None, blank_is_unset=True)
+    hook_timeout_s: float = _setting("HOOK_TIMEOUT", _hook_timeout, 2.0)
+    # signs hook requests like the webhook dispatcher signs its deliveries
+    webhook_secret: str | None = _setting("WEBHOOK_SECRET", _min_bytes(32), None, blank_is_unset=True)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -250,8 +280,14 @@ class Settings:
             raise SettingsError("EVENTS_MAXLEN needs a redis:// REDIS_URL: the memory broker keeps no events stream")
         if 0 < settings.max_token_lifetime_s < settings.guest_token_ttl_s:
             raise SettingsError("GUEST_TOKEN_TTL must not exceed MAX_TOKEN_LIFETIME (guest tokens would be refused)")
+        if settings.publish_hook_url is not None and settings.webhook_secret is None:
+            raise SettingsError("PUBLISH_HOOK_URL needs WEBHOOK_SECRET (at least 32 bytes): hook requests are signed")
         if not settings.demo_mode:
-            for env, value in (("JWT_SECRET", settings.jwt_secret), ("API_KEY", settings.api_key)):
+            for env, value in (
+                ("JWT_SECRET", settings.jwt_secret),
+                ("API_KEY", settings.api_key),
+                ("WEBHOOK_SECRET", settings.webhook_secret),
+            ):
                 if value in KNOWN_DEMO_SECRETS:
                     raise SettingsError(
                         f"{env} is the published demo value: set your own secret (or DEMO_MODE=true for a demo)"

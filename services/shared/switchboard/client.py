@@ -244,14 +244,54 @@ class Client:
         return await self.request(frame, timeout)
 
     async def history(
-        self, room: str, *, before: int | None = None, limit: int | None = None
+        self, room: str, *, before: int | None = None, limit: int | None = None, view: str | None = None
     ) -> dict[str, Any]:
+        """History as logged, or with ``view="latest"`` the messages with
+        their edits, deletions and reactions applied."""
         frame: dict[str, Any] = {"type": "history", "room": room}
+        if view is not None:
+            frame["view"] = view
         if before is not None:
             frame["before"] = before
         if limit is not None:
             frame["limit"] = limit
         return await self.request(frame)
+
+    # --- protocol §11: changes to messages, read state ---------------------------
+
+    async def _change(
+        self, kind: str, room: str, target: int, client_msg_id: str | None, timeout: float, **fields: Any
+    ) -> dict[str, Any]:
+        frame: dict[str, Any] = {"type": kind, "room": room, "target": target, **fields}
+        if client_msg_id is not None:
+            frame["client_msg_id"] = client_msg_id
+        return await self.request(frame, timeout)
+
+    async def edit(
+        self, room: str, target: int, text: str, client_msg_id: str | None = None, timeout: float = 10.0
+    ) -> dict[str, Any]:
+        """Replace the text of one's own message `target`; the reply is ``ack`` or ``error``."""
+        return await self._change("edit", room, target, client_msg_id, timeout, text=text)
+
+    async def delete(
+        self, room: str, target: int, client_msg_id: str | None = None, timeout: float = 10.0
+    ) -> dict[str, Any]:
+        return await self._change("delete", room, target, client_msg_id, timeout)
+
+    async def react(
+        self, room: str, target: int, emoji: str, client_msg_id: str | None = None, timeout: float = 10.0
+    ) -> dict[str, Any]:
+        """React to message `target`; a repeat is acked with ``offset`` null."""
+        return await self._change("react", room, target, client_msg_id, timeout, emoji=emoji)
+
+    async def unreact(
+        self, room: str, target: int, emoji: str, client_msg_id: str | None = None, timeout: float = 10.0
+    ) -> dict[str, Any]:
+        return await self._change("unreact", room, target, client_msg_id, timeout, emoji=emoji)
+
+    async def read(self, room: str, offset: int) -> None:
+        """Mark the room read up to `offset` (no reply; others get a ``read`` event)."""
+        await self.send({"type": "read", "room": room, "offset": offset})
 
     async def presence(self, room: str) -> dict[str, Any]:
         return await self.request({"type": "presence", "room": room})

@@ -5,12 +5,31 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# Protocol §11: at most this many distinct emoji on one message, and the
+# unread count in `joined` stops here.
+MAX_EMOJI_PER_MESSAGE = 20
+UNREAD_CAP = 1000
+
 
 @dataclass(frozen=True, slots=True)
 class PublishResult:
     offset: int
     epoch: str
     duplicate: bool  # an earlier publish with the same client_msg_id was stored
+    # "" when stored (or a duplicate). Otherwise nothing was stored (offset
+    # 0): "noop" (a repeated react, an unreact without reaction),
+    # "no_target" (not a message of the room's history), "deleted",
+    # "forbidden" (not the author), "emoji_limit" (too many distinct emoji).
+    status: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ReadState:
+    """A user's read state in a room: the highest offset read (0 if never)
+    and the messages of others after it, not deleted (at most UNREAD_CAP)."""
+
+    last_read: int
+    unread: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,14 @@ Guarantees a broker gives its node:
   the one order every node sees. A repeat ``client_msg_id`` (same user, same
   room) within the idempotency window returns the first result and is not
   delivered again.
+- ``publish`` appends every kind of log entry (``MessageBody.kind``,
+  protocol §11): a message, or an edit, delete, react or unreact of one,
+  checked in the same atomic step against the room's state (its authors,
+  deletions and reactions, kept with history and trimmed with it). A
+  refused change stores nothing and says why in ``PublishResult.status``.
+- Read state (``read_state`` / ``mark_read``) is per user and room, shared by
+  every node, and only moves forward within an epoch; a move is announced
+  to the room as an ephemeral ``read`` frame.
 - After ``subscribe(room)`` returns, every later message of the room reaches
   ``BrokerEvents.on_message`` -- unless the broker's subscription connection
   drops, in which case the broker re-establishes it and calls
@@ -44,8 +52,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from switchboard.protocol.frames import MessageBody
-from switchboard.roomlog import Heard, PublishResult, Snapshot
+from switchboard.protocol.frames import MessageBody, User
+from switchboard.roomlog import Heard, PublishResult, ReadState, Snapshot
 from switchboard.roster import PresencePage
 
 __all__ = [
@@ -55,6 +63,7 @@ __all__ = [
     "BrokerUnavailable",
     "PresencePage",
     "PublishResult",
+    "ReadState",
     "Snapshot",
 ]
 
@@ -86,6 +95,9 @@ class BrokerEvents(Protocol):
     def on_availability(self, available: bool) -> None:
         """The backplane went down or came back."""
 
+    def on_control(self, command: bytes) -> None:
+        """A user control command (``publish_control``), on every node."""
+
 
 class Broker(Protocol):
     @property
@@ -100,8 +112,21 @@ class Broker(Protocol):
     async def unsubscribe(self, room: str) -> None: ...
 
     async def publish(
-        self, room: str, body: MessageBody, client_msg_id: str | None, heard: Heard | None = None
-    ) -> PublishResult: ...
+        self,
+        room: str,
+        body: MessageBody,
+        client_msg_id: str | None,
+        heard: Heard | None = None,
+        moderator: bool = False,
+    ) -> PublishResult:
+        """Append a log entry (``body.kind``); `moderator` may delete anyone's message."""
+
+    async def read_state(self, room: str, user_id: str, epoch: str, top: int) -> ReadState:
+        """The user's last read offset and unread count at (`epoch`, `top`)."""
+
+    async def mark_read(self, room: str, user: User, epoch: str, offset: int) -> bool:
+        """Move the user's read state forward to `offset` of `epoch` and
+        announce it (ephemeral ``read``); False when it did not move."""
 
     async def position(self, room: str) -> Snapshot:
         """The room's epoch ("" when it has no history) and newest offset, no entries."""
@@ -159,3 +184,22 @@ class Broker(Protocol):
         """Keep slots alive (and re-add them if the backplane lost them)."""
 
     async def release_slot(self, subject: str, slot: str) -> None: ...
+
+    # --- user control (docs/protocol.md "User control") ----------------------------
+    # Commands reach every node through one control channel, at most once
+    # like any pub/sub message; bans live in the backplane with a TTL, so a
+    # ban holds whatever was missed.
+
+    async def publish_control(self, command: bytes) -> None:
+        """Hand `command` to ``BrokerEvents.on_control`` of every started
+        broker, this one included."""
+
+    async def ban(self, user_id: str, seconds: float, room: str | None = None) -> None:
+        """Refuse `user_id` (in `room`, or everywhere) for `seconds`."""
+
+    async def banned(self, user_id: str, room: str | None = None) -> float:
+        """Seconds left of the user's ban (in `room`, or everywhere); 0.0 when none."""
+
+    async def active_rooms(self, prefix: str, limit: int) -> list[tuple[str, int]]:
+        """Up to `limit` rooms starting with `prefix` that have members, by
+        name, with their number of distinct users."""

@@ -22,10 +22,62 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from switchboard.protocol import codec
-from switchboard.protocol.frames import MessageBody
-from switchboard.roomlog import Heard, PublishResult, Snapshot
+from switchboard.protocol.frames import MessageBody, ReadNotice, User
+from switchboard.roomlog import MAX_EMOJI_PER_MESSAGE, UNREAD_CAP, Heard, PublishResult, ReadState, Snapshot
 from switchboard.roster import PresencePage
 from switchboard_gateway.broker.base import BrokerEvents
+
+
+@dataclass
+class _ChatState:
+    """publish.lua's state hash: what checks a change, and read state, for
+    one epoch (another epoch starts empty)."""
+
+    epoch: str = ""
+    authors: dict[int, str] = field(default_factory=dict)  # messages still in history
+    deleted: set[int] = field(default_factory=set)
+    reactions: dict[int, dict[str, set[str]]] = field(default_factory=dict)  # offset -> emoji -> users
+    reads: dict[str, int] = field(default_factory=dict)  # user id -> last read offset
+
+    def check(self, body: MessageBody, moderator: bool) -> str:
+        """publish.lua's checks of a change: "" to store it, else why not."""
+        target = body.target or 0
+        author = self.authors.get(target)
+        if author is None:
+            return "no_target"
+        if target in self.deleted:
+            return "deleted"
+        if body.kind in ("edit", "delete") and author != body.user.id and not moderator:
+            return "forbidden"
+        if body.kind in ("react", "unreact"):
+            by_emoji = self.reactions.get(target, {})
+            reacted = body.user.id in by_emoji.get(body.emoji or "", ())
+            if body.kind == "react" and reacted or body.kind == "unreact" and not reacted:
+                return "noop"
+            if body.kind == "react" and body.emoji not in by_emoji and len(by_emoji) >= MAX_EMOJI_PER_MESSAGE:
+                return "emoji_limit"
+        return ""
+
+    def apply(self, offset: int, body: MessageBody) -> None:
+        target, emoji = body.target or 0, body.emoji or ""
+        if body.kind == "message":
+            self.authors[offset] = body.user.id
+        elif body.kind == "delete":
+            self.deleted.add(target)
+        elif body.kind == "react":
+            self.reactions.setdefault(target, {}).setdefault(emoji, set()).add(body.user.id)
+        elif body.kind == "unreact":
+            by_emoji = self.reactions[target]
+            by_emoji[emoji].discard(body.user.id)
+            if not by_emoji[emoji]:
+                del by_emoji[emoji]
+
+    def trim(self, oldest: int) -> None:
+        """Forget messages below `oldest` (they left history)."""
+        for offset in [o for o in self.authors if o < oldest]:
+            del self.authors[offset]
+            self.deleted.discard(offset)
+            self.reactions.pop(offset, None)
 
 
 @dataclass
@@ -37,6 +89,11 @@ class _Room:
     user_connections: dict[str, int] = field(default_factory=dict)  # len() = users present
     profiles: dict[str, bytes] = field(default_factory=dict)  # user id -> user JSON
     count_changed: bool = False  # above the events threshold, since the last publish_count
+    chat: _ChatState = field(default_factory=_ChatState)
+
+    def chat_state(self) -> _ChatState | None:
+        """The state of the current epoch, if any was stored in it."""
+        return self.chat if self.epoch and self.chat.epoch == self.epoch else None
 
 
 class MemoryHub:
@@ -61,6 +118,8 @@ class MemoryHub:
         self.subscribers: dict[str, set[MemoryBroker]] = {}
         self.buckets: dict[tuple[str, str], tuple[float, float]] = {}  # (subject, action) -> (tokens, stamp)
         self.slots: dict[str, dict[str, float]] = {}  # subject -> slot -> expiry
+        self.bans: dict[tuple[str | None, str], float] = {}  # (room or None, user id) -> expiry
+        self.control_listeners: set[MemoryBroker] = set()  # started brokers: the control channel
 
     def room(self, name: str) -> _Room:
         """The room's state, with an epoch (created like publish.lua does)."""
@@ -191,8 +250,10 @@ class MemoryBroker:
 
     async def start(self, events: BrokerEvents) -> None:
         self.events = events
+        self.hub.control_listeners.add(self)
 
     async def close(self) -> None:
+        self.hub.control_listeners.discard(self)
         for room in list(self.rooms):
             await self.unsubscribe(room)
         self.events = None
@@ -210,19 +271,30 @@ class MemoryBroker:
                 del self.hub.subscribers[room]
 
     async def publish(
-        self, room: str, body: MessageBody, client_msg_id: str | None, heard: Heard | None = None
+        self,
+        room: str,
+        body: MessageBody,
+        client_msg_id: str | None,
+        heard: Heard | None = None,
+        moderator: bool = False,
     ) -> PublishResult:
         hub = self.hub
         now = hub.clock()
         current = hub.rooms.get(room)
-        if current is not None and heard is not None and heard.epoch == current.epoch and current.top < heard.offset:
-            await self.renew_epoch(room, current.epoch)  # lost writes (as in publish.lua)
+        lost = current is not None and heard is not None and heard.epoch == current.epoch and current.top < heard.offset
         key = (room, body.user.id, client_msg_id or "")
-        if client_msg_id is not None:
+        if client_msg_id is not None and not lost:
             prior = hub.idempotency.get(key)
             # only a result of the room's current epoch stands (as in publish.lua)
             if prior is not None and prior[2] > now and current is not None and prior[1] == current.epoch:
                 return PublishResult(prior[0], prior[1], True)
+        if body.kind != "message":  # a change: checked against the room's state (as in publish.lua)
+            chat = current.chat_state() if current is not None and not lost else None
+            status = "no_target" if chat is None else chat.check(body, moderator)
+            if status:
+                return PublishResult(0, current.epoch if current is not None and not lost else "", False, status)
+        if lost and current is not None:
+            await self.renew_epoch(room, current.epoch)  # lost writes (as in publish.lua)
         state = hub.room(room)
         state.top += 1
         offset, epoch = state.top, state.epoch
@@ -230,11 +302,37 @@ class MemoryBroker:
         state.history.append((offset, frame))
         while len(state.history) > hub.history_size:
             state.history.popleft()
+        if state.chat.epoch != epoch:
+            state.chat = _ChatState(epoch)
+        state.chat.trim(state.history[0][0])
+        state.chat.apply(offset, body)
         if client_msg_id is not None:
             hub.idempotency[key] = (offset, epoch, now + hub.idempotency_window_s)
         text = frame.decode()
         hub.broadcast(room, lambda events: events.on_message(room, offset, epoch, body.ts, text))
         return PublishResult(offset, epoch, False)
+
+    async def read_state(self, room: str, user_id: str, epoch: str, top: int) -> ReadState:
+        state = self.hub.rooms.get(room)
+        chat = state.chat_state() if state is not None else None
+        if chat is None or chat.epoch != epoch:
+            return ReadState(0, 0)
+        last = chat.reads.get(user_id, 0)
+        unread = sum(
+            1
+            for offset, author in chat.authors.items()
+            if last < offset <= top and author != user_id and offset not in chat.deleted
+        )
+        return ReadState(last, min(unread, UNREAD_CAP))
+
+    async def mark_read(self, room: str, user: User, epoch: str, offset: int) -> bool:
+        state = self.hub.rooms.get(room)
+        chat = state.chat_state() if state is not None else None
+        if chat is None or chat.epoch != epoch or chat.reads.get(user.id, 0) >= offset:
+            return False
+        chat.reads[user.id] = offset
+        await self.publish_ephemeral(room, codec.encode_bytes(ReadNotice(room=room, user=user, offset=offset)))
+        return True
 
     # Reads create nothing (like read.lua): a room without history has epoch "".
 
@@ -347,3 +445,35 @@ class MemoryBroker:
             slots.pop(slot, None)
             if not slots:
                 del self.hub.slots[subject]
+
+    # --- user control --------------------------------------------------------------
+
+    async def publish_control(self, command: bytes) -> None:
+        loop = asyncio.get_running_loop()
+        for broker in self.hub.control_listeners:
+            if broker.events is not None:
+                loop.call_soon(broker.events.on_control, command)
+
+    async def ban(self, user_id: str, seconds: float, room: str | None = None) -> None:
+        self.hub.bans[(room, user_id)] = self.hub.clock() + seconds
+
+    async def banned(self, user_id: str, room: str | None = None) -> float:
+        expiry = self.hub.bans.get((room, user_id))
+        if expiry is None:
+            return 0.0
+        left = expiry - self.hub.clock()
+        if left <= 0:
+            del self.hub.bans[(room, user_id)]
+            return 0.0
+        return left
+
+    async def active_rooms(self, prefix: str, limit: int) -> list[tuple[str, int]]:
+        out: list[tuple[str, int]] = []
+        for name in sorted(n for n in self.hub.rooms if n.startswith(prefix)):
+            self.hub.sweep(name)
+            count = len(self.hub.rooms[name].user_connections)
+            if count > 0:
+                out.append((name, count))
+                if len(out) >= limit:
+                    break
+        return out

@@ -2,10 +2,13 @@
 
 ``m<offset> <epoch> <ts> <frame>``: a stored message (publish.lua);
 ``e<frame>``: an ephemeral frame (typing, presence_join/leave);
-``c<count>``: a room's user count, above PRESENCE_EVENTS_MAX (presence scripts)."""
+``c<count>``: a room's user count, above PRESENCE_EVENTS_MAX (presence scripts);
+``k<command>``: a user control command, on the control channel only
+(``switchboard.backplane.control``)."""
 
 from __future__ import annotations
 
+from switchboard.backplane.control import CONTROL_ROOM
 from switchboard_gateway.broker.base import BrokerEvents
 
 
@@ -17,3 +20,5 @@ def dispatch(events: BrokerEvents, room: str, data: bytes) -> None:
         events.on_ephemeral(room, data[1:].decode())
     elif data[:1] == b"c":
         events.on_presence_count(room, int(data[1:]))
+    elif data[:1] == b"k" and room == CONTROL_ROOM:
+        events.on_control(data[1:])

@@ -26,13 +26,13 @@ from typing import TypeVar
 
 from redis.exceptions import RedisError
 
-from switchboard.backplane import Backplane
+from switchboard.backplane import Backplane, control
 from switchboard.backplane.cluster import ClusterCommands
 from switchboard.backplane.commands import Commands, StandaloneCommands, load_scripts
 from switchboard.backplane.connect import ClusterMode, detect_cluster, split_urls
 from switchboard.backplane.pipeline import Durability, WriteOutcomeUnknown
-from switchboard.protocol.frames import MessageBody
-from switchboard.roomlog import Heard, PublishResult, Snapshot
+from switchboard.protocol.frames import MessageBody, User
+from switchboard.roomlog import Heard, PublishResult, ReadState, Snapshot
 from switchboard.roster import PresencePage
 from switchboard_gateway.broker.base import BrokerEvents, BrokerOutcomeUnknown, BrokerUnavailable
 from switchboard_gateway.broker.janitor import sweep_abandoned_rooms_forever
@@ -171,6 +171,7 @@ class RedisBroker:
             )
         log.info("backplane: %s", "redis cluster (sharded pub/sub)" if cluster else "one redis server")
         await subscriber.start(events)
+        await subscriber.pin(control.CONTROL_ROOM)  # user control commands (control.py)
 
     async def close(self) -> None:
         for task in (self._setup_task, self._janitor_task):
@@ -196,14 +197,27 @@ class RedisBroker:
     # --- commands ------------------------------------------------------------------
 
     async def publish(
-        self, room: str, body: MessageBody, client_msg_id: str | None, heard: Heard | None = None
+        self,
+        room: str,
+        body: MessageBody,
+        client_msg_id: str | None,
+        heard: Heard | None = None,
+        moderator: bool = False,
     ) -> PublishResult:
         try:
-            return await _guard(self.backplane.publish(room, body, client_msg_id=client_msg_id, heard=heard))
+            return await _guard(
+                self.backplane.publish(room, body, client_msg_id=client_msg_id, heard=heard, moderator=moderator)
+            )
         except BrokerUnavailable as exc:
             if isinstance(exc.__cause__, WriteOutcomeUnknown):
                 raise BrokerOutcomeUnknown(str(exc)) from exc.__cause__
             raise
+
+    async def read_state(self, room: str, user_id: str, epoch: str, top: int) -> ReadState:
+        return await _guard(self.backplane.read_state(room, user_id, epoch, top))
+
+    async def mark_read(self, room: str, user: User, epoch: str, offset: int) -> bool:
+        return await _guard(self.backplane.mark_read(room, user, epoch, offset))
 
     async def position(self, room: str) -> Snapshot:
         return await _guard(self.backplane.position(room))
@@ -254,6 +268,51 @@ class RedisBroker:
 
     async def release_slot(self, subject: str, slot: str) -> None:
         await _guard(self.backplane.release_slot(subject, slot))
+
+    # --- user control -------------------------------------------------------------
+
+    async def publish_control(self, command: bytes) -> None:
+        bp = self.backplane
+        channel = control.control_channel(self._prefix)
+        payload = control.CONTROL_PAYLOAD + command
+        # Running it twice is harmless (a second kick finds nobody), so a
+        # failover may retry it.
+        await _guard(bp.commands.execute(channel, bp.publish_command, channel, payload, idempotent=True))
+
+    async def ban(self, user_id: str, seconds: float, room: str | None = None) -> None:
+        key = self._ban_key(user_id, room)
+        ms = max(1, round(seconds * 1000))
+        await _guard(self.backplane.commands.execute(key, "SET", key, b"1", "PX", ms, idempotent=True))
+
+    async def banned(self, user_id: str, room: str | None = None) -> float:
+        key = self._ban_key(user_id, room)
+        left_ms = await _guard(self.backplane.commands.execute(key, "PTTL", key, idempotent=True))
+        return int(left_ms) / 1000 if int(left_ms) > 0 else 0.0
+
+    def _ban_key(self, user_id: str, room: str | None) -> str:
+        if room is None:
+            return control.user_ban_key(self._prefix, user_id)
+        return control.room_ban_key(self._prefix, room, user_id)
+
+    async def active_rooms(self, prefix: str, limit: int) -> list[tuple[str, int]]:
+        bp = self.backplane
+        commands = bp.commands
+        if isinstance(commands, ClusterCommands):
+            servers = [commands.node(address).redis for address in await _guard(commands.primaries())]
+        else:
+            assert isinstance(commands, StandaloneCommands)
+            servers = [commands.redis]
+        names = await _guard(control.scan_room_names(servers, self._prefix, prefix))
+        out: list[tuple[str, int]] = []
+        # A room's hash may still hold users of a dead gateway: the members
+        # script sweeps them first, so the counts are the live ones.
+        for room in sorted(names):
+            page = await _guard(bp.presence_members(room, _now_ms(), 0))
+            if page.count > 0:
+                out.append((room, page.count))
+                if len(out) >= limit:
+                    break
+        return out
 
 
 async def _guard(call: Awaitable[T]) -> T:

@@ -351,6 +351,16 @@ class ShardedSubscriber:
         finally:
             self._busy.discard(room)
 
+    async def pin(self, room: str) -> None:
+        """Subscribe `room` for good (the control channel): if its shard
+        cannot confirm it now, the reconciler keeps trying."""
+        try:
+            await self.subscribe(room)
+        except BrokerUnavailable as exc:
+            log.warning("subscribing %s failed (%s); the reconciler retries", room, exc)
+            self._rooms[room] = self._channel_of(room).encode()
+            self._mark(refresh=True)
+
     def _forget(self, room: str) -> None:
         self._rooms.pop(room, None)
         self._where.pop(room, None)

@@ -208,3 +208,12 @@ class StandaloneSubscriber:
                 await conn.send_command("UNSUBSCRIBE", self._channel_of(room))
         except (RedisError, OSError):
             pass  # the reader notices the broken connection
+
+    async def pin(self, room: str) -> None:
+        """Subscribe `room` for good (the control channel): if Redis cannot
+        confirm it now, the next (re)connect subscribes it with the rest."""
+        try:
+            await self.subscribe(room)
+        except BrokerUnavailable as exc:
+            log.warning("subscribing %s failed (%s); retried on reconnect", room, exc)
+            self._rooms.add(room)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from starlette.staticfiles import StaticFiles
 
 from switchboard.protocol import codec, frames
 from switchboard.protocol.codes import ErrorCode
+from switchboard.protocol.errors import ProtocolError
 from switchboard.protocol.frames import MAX_SAFE_INTEGER
 from switchboard.protocol.names import is_valid_room
 from switchboard_gateway.auth import bearer_matches
@@ -21,16 +23,22 @@ from switchboard_gateway.broker import BrokerOutcomeUnknown, BrokerUnavailable
 from switchboard_gateway.guests import GuestNameError, GuestPolicy
 from switchboard_gateway.limits import TrustedProxies
 from switchboard_gateway.node import Node
+from switchboard_gateway.publish_hook import HookRejected, HookUnavailable
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 PRESENCE_LIMIT_DEFAULT = 1000  # users listed by GET /api/rooms/{room}/presence
 PRESENCE_LIMIT_MAX = 10_000
 
 
+SYSTEM_USER = frames.User("system", "system")
+# HTTP status of a refused change (the error code is in the body).
+_HTTP_STATUS = {ErrorCode.FORBIDDEN: 403, ErrorCode.LIMIT_EXCEEDED: 400}
+
+
 class PublishBody(msgspec.Struct, forbid_unknown_fields=False):
     room: frames.Room
     text: frames.Text
-    user: frames.User = msgspec.field(default_factory=lambda: frames.User("system", "system"))
+    user: frames.User = msgspec.field(default_factory=lambda: SYSTEM_USER)
     client_msg_id: frames.ClientMsgId | None = None
 
 
@@ -136,6 +144,10 @@ def build_routes(node: Node) -> list[BaseRoute]:
                 return _error(400, str(ErrorCode.BAD_REQUEST), "bad room name")
             try:
                 return await handler(request)
+            except HookRejected as exc:
+                return _error(422, str(ErrorCode.REJECTED), exc.message)
+            except HookUnavailable as exc:
+                return _error(503, str(ErrorCode.UNAVAILABLE), f"{exc}; nothing was stored; retry")
             except BrokerOutcomeUnknown:
                 return _error(
                     503,
@@ -174,8 +186,29 @@ def build_routes(node: Node) -> list[BaseRoute]:
             before = _int_param(request, "before", None, 1, MAX_SAFE_INTEGER)
         except ValueError:
             return _error(400, str(ErrorCode.BAD_REQUEST), "limit must be 1..100 and before at least 1")
-        page = await node.history(room, before, limit or 50)
+        view = request.query_params.get("view") or "log"
+        if view not in ("log", "latest"):
+            return _error(400, str(ErrorCode.BAD_REQUEST), "view must be log or latest")
+        # ?user= says whose reactions are "me" in the latest view (the API key has no user).
+        page = await node.history(room, before, limit or 50, view, request.query_params.get("user"))
         return _raw_json(codec.encode_bytes({"room": room, "epoch": page.epoch, "messages": page.messages}))
+
+    @api
+    async def api_delete_message(request: Request) -> Response:
+        """A moderator's delete (protocol §11): logged like a member's, by `system`."""
+        room = request.path_params["room"]
+        raw = request.path_params["offset"]
+        if not raw.isdigit() or len(raw) > 16 or not 1 <= int(raw) <= MAX_SAFE_INTEGER:
+            return _error(400, str(ErrorCode.BAD_REQUEST), "the offset must be a positive integer")
+        target = int(raw)
+        body = frames.MessageBody(
+            user=SYSTEM_USER, text="", ts=int(time.time() * 1000), kind="delete", target=target
+        )
+        try:
+            ack = await node.append(room, body, None, moderator=True)
+        except ProtocolError as exc:
+            return _error(_HTTP_STATUS.get(exc.code, 400), str(exc.code), exc.message)
+        return JSONResponse({"room": ack.room, "offset": ack.offset, "epoch": ack.epoch})
 
     @api
     async def api_presence(request: Request) -> Response:
@@ -228,6 +261,7 @@ def build_routes(node: Node) -> list[BaseRoute]:
         Route("/metrics", metrics),
         Route("/api/publish", api_publish, methods=["POST"]),
         Route("/api/rooms/{room}/history", api_history),
+        Route("/api/rooms/{room}/messages/{offset}", api_delete_message, methods=["DELETE"]),
         Route("/api/rooms/{room}/presence", api_presence),
         Route("/auth/guest", guest, methods=["POST"]),
         Mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=False), name="static"),

@@ -6,6 +6,8 @@ close 1012), token (accept, close 4001: browsers cannot read a refused
 upgrade's status, only 1006). Limits (docs/security.md) refuse politely,
 accept then close 1013 "try again later": MAX_CONNECTIONS_PER_IP before the
 token is even verified, MAX_CONNECTIONS_PER_USER (cluster-wide) after it.
+A user banned by the user control API is accepted, then closed 4003, right
+after the token check.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ from switchboard.protocol import PROTOCOL_VERSION, codec, frames
 from switchboard.protocol.codes import CloseCode, ErrorCode
 from switchboard.protocol.errors import ProtocolError
 from switchboard_gateway.auth import AuthError, Principal, verify_token
+from switchboard_gateway.broker import BrokerUnavailable
 from switchboard_gateway.connection import Connection
+from switchboard_gateway.control import BANNED_REASON
 from switchboard_gateway.limits import AddressCounter, TrustedProxies
 from switchboard_gateway.node import Node
 from switchboard_gateway.origins import normalize_origin
@@ -103,6 +107,10 @@ class WebSocketEndpoint:
             await _refuse(send, CloseCode.UNAUTHORIZED, str(exc)[:120])
             self.node.metrics.closes.labels(code="4001").inc()
             return
+        if await self._banned(principal.user_id):
+            await _refuse(send, CloseCode.KICKED, BANNED_REASON)
+            self.node.metrics.refused.labels(reason="banned").inc()
+            return
         conn_id = f"{self._id_prefix}-{next(self._ids)}"
         if not await self.limits.claim_connection(principal.user_id, conn_id):
             await _refuse(send, CloseCode.TRY_AGAIN_LATER, "too many connections for this user")
@@ -113,6 +121,14 @@ class WebSocketEndpoint:
             await self._serve(conn_id, principal, receive, send)
         finally:
             await self.limits.release_connection(principal.user_id, conn_id)
+
+    async def _banned(self, user_id: str) -> bool:
+        """Banned by the user control API. Without the backplane nobody is
+        refused for it (nothing else would work either)."""
+        try:
+            return await self.node.broker.banned(user_id) > 0
+        except BrokerUnavailable:
+            return False
 
     async def _serve(self, conn_id: str, principal: Principal, receive: Receive, send: Send) -> None:
         s = self.settings
@@ -138,7 +154,13 @@ class WebSocketEndpoint:
         try:
             conn.send_text(
                 codec.encode(
-                    frames.Welcome(session=conn.id, user=conn.user, node=node.name, protocol=PROTOCOL_VERSION)
+                    frames.Welcome(
+                        session=conn.id,
+                        user=conn.user,
+                        node=node.name,
+                        protocol=PROTOCOL_VERSION,
+                        exp=int(principal.expires_at) if principal.expires_at is not None else None,
+                    )
                 )
             )
             max_bytes = s.max_frame_bytes

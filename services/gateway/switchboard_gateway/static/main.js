@@ -1,15 +1,22 @@
 // Switchboard browser client: the wiring. Plain ES modules, no dependencies,
 // no build step. Speaks chat wire protocol v1 (docs/protocol.md).
 //
-//   store.js      state: identity, rooms, messages, presence
-//   transport.js  the socket: reconnect with backoff, requests, keepalive
-//   outbox.js     publishes until acked: resends, retries, "Sent" ghosts
-//   view.js       the DOM (user text as text only, never HTML)
-//   main.js       sign-in, what each frame does, DOM events, boot
+//   store.js         state: identity, rooms, their logs folded into messages, read state, presence
+//   transport.js     the socket: reconnect with backoff, requests, keepalive
+//   outbox.js        publishes until acked: resends, retries, "Sent" ghosts
+//   changes.js       edits, deletions, reactions until acked
+//   reads.js         `read` marks: never backwards, at most one a second per room
+//   view.js          the DOM (user text as text only, never HTML)
+//   message_view.js  one message: text, "edited", "message deleted", reactions, actions
+//   picker.js        the reaction emoji picker
+//   dom.js           building nodes safely
+//   main.js          sign-in, what each frame does, DOM events, boot
 
-import { DEFAULT_ROOM, ROOM_RE, Store, validMessage } from "./store.js";
+import { DEFAULT_ROOM, Store, directRoomName, isRoomName, validMessage } from "./store.js";
 import { Transport, joinFrame } from "./transport.js";
 import { Outbox } from "./outbox.js";
+import { Changes } from "./changes.js";
+import { ReadMarks } from "./reads.js";
 import { View, ui } from "./view.js";
 
 const MAX_TEXT_CHARS = 2000;          // server default; the server has the last word
@@ -17,6 +24,9 @@ const MAX_FRAME_BYTES = 16384;        // server default: a bigger frame is close
 const TYPING_SEND_EVERY_MS = 2000;
 const TYPING_SHOW_MS = 4000;
 const MAX_TOKEN_REFRESHES = 3;        // 4001s in a row before giving up and signing out
+const TOKEN_RENEW_LEAD_MS = 60000;    // renew a guest token this long before it expires (at most 1/5 of what is left)
+const TOKEN_RENEW_RETRY_MS = 10000;
+const PRESENCE_RENEW_EVERY_MS = 3000; // automatic presence re-lists, at most one per room per this
 
 const rand = (lo, hi) => lo + Math.random() * (hi - lo);
 
@@ -58,7 +68,7 @@ const outbox = new Outbox({
       // The ack said where it went; show it from what we know.
       const room = store.rooms.get(p.room);
       if (room && !room.byOffset.has(ack.offset) && (!ack.epoch || ack.epoch === room.epoch)) {
-        addMessage(room, {
+        addEntry(room, {
           offset: ack.offset, epoch: ack.epoch, user: store.user, text: p.text, ts: p.createdAt,
         }, { live: false });
       }
@@ -74,18 +84,42 @@ const outbox = new Outbox({
   },
 });
 
+const changes = new Changes({
+  transport,
+  store,
+  on: {
+    rejoin: (roomName) => outbox.on.rejoin(roomName),
+    notify: (text, options) => view.notify(text, options),
+  },
+});
+
+// A mark goes out only on a socket where the room is joined (else `not_joined`).
+const reads = new ReadMarks({
+  send: (frame) => {
+    const room = store.rooms.get(frame.room);
+    return !!room && transport.connected && room.joinedConn === transport.seq && transport.send(frame);
+  },
+});
+
 const view = new View({
   store,
   isConnected: () => transport.connected,
   pendingIn: (room) => outbox.visibleIn(room),
   actions: {
     switchRoom,
+    refreshPresence: () => { const room = store.currentRoom(); if (room) refreshPresence(room); },
     retry: (p) => outbox.retry(p),
     discard: (p) => outbox.discard(p),
+    react: (target, emoji) => sendChange({ type: "react", target, emoji }),
+    unreact: (target, emoji) => sendChange({ type: "unreact", target, emoji }),
+    edit: (target, text) => sendChange({ type: "edit", target, text }),
+    remove: (target) => sendChange({ type: "delete", target }),
+    startDirect,
   },
 });
 
 let authFailures = 0;
+let renewTimer = null;
 
 // ---------------------------------------------------------------- sign-in
 
@@ -167,9 +201,13 @@ function enterChat(roomNames, current) {
 }
 
 function signOut(message = "") {
+  clearTimeout(renewTimer);
+  renewTimer = null;
   transport.stop();
   for (const room of store.rooms.values()) clearTyping(room);
   outbox.clear();
+  changes.clear();
+  reads.clear();
   store.forget();
   authFailures = 0;
   view.setNode(null);
@@ -208,6 +246,66 @@ async function refreshTokenAndReconnect() {
   }
 }
 
+// ---------------------------------------------------------------- token renewal
+// A guest token is short-lived (GUEST_TOKEN_TTL). Before it expires we get a
+// fresh one for the same guest (POST /auth/guest/refresh) and hand it to the
+// open socket (`refresh`), so the socket is never closed for expiry. If that
+// fails, the 4001 path above still signs the guest in again.
+
+function scheduleTokenRenewal(exp) {
+  clearTimeout(renewTimer);
+  renewTimer = null;
+  if (typeof exp !== "number" || !store.token) return;
+  const left = exp * 1000 - Date.now();
+  const delay = Math.max(1000, left - Math.min(TOKEN_RENEW_LEAD_MS, left / 5));
+  renewTimer = setTimeout(() => renewToken(exp), delay);
+}
+
+async function renewToken(exp) {
+  renewTimer = null;
+  const old = store.token;
+  if (!old || !store.name) return;
+  let body = null;
+  try {
+    const res = await fetch("/auth/guest/refresh", {
+      method: "POST",
+      headers: { Authorization: `Bearer ${old}` },
+    });
+    body = res.ok ? await res.json() : null;
+  } catch {
+    body = null;
+  }
+  if (store.token !== old) return; // signed out or signed in again meanwhile
+  if (!body || typeof body.token !== "string") {
+    // Try again while the old token still holds; after that, 4001 takes over.
+    if (exp * 1000 - Date.now() > TOKEN_RENEW_RETRY_MS) {
+      renewTimer = setTimeout(() => renewToken(exp), TOKEN_RENEW_RETRY_MS);
+    }
+    return;
+  }
+  adoptIdentity(store.name, body);
+  // On an open socket: switch it to the new token (the reply is `refreshed`).
+  // Otherwise the next connect uses it.
+  if (transport.connected) transport.request({ type: "refresh", token: body.token }, { kind: "refresh" });
+  else scheduleTokenRenewal(body.exp);
+}
+
+function onLeft(f) {
+  // `left` without our asking: the application removed us from the room, or
+  // a refreshed token no longer allows it.
+  const room = store.rooms.get(f.room);
+  if (!room || (f.reason !== "removed" && f.reason !== "forbidden")) return;
+  room.joinedConn = 0;
+  room.joinSentConn = 0;
+  view.notify(
+    f.reason === "removed"
+      ? `You were removed from #${room.name}.`
+      : `You are no longer allowed in #${room.name}.`,
+    { kind: "error", room: room.name, timeout: 0 },
+  );
+  if (room.name === store.current) view.updateComposerState();
+}
+
 function onKicked(reason) {
   // 4003: the application disconnected us (kicked or banned). Coming back by
   // ourselves would only be refused again; the user decides.
@@ -225,15 +323,17 @@ function onSocketClosed() {
     room.joinedConn = 0;
     room.joinSentConn = 0;
     clearTyping(room);
-    room.presence.clear(); // unknown while offline; the next `joined` refills it
+    store.clearPresence(room); // unknown while offline; the next `joined` refills it
   }
   view.setNode(null);
   view.renderPresence();
   outbox.connectionLost();
+  changes.connectionLost();
 }
 
 function onWelcome(f) {
   authFailures = 0;
+  scheduleTokenRenewal(f.exp);
   if (f.user && f.user.id) store.rememberUserId(f.user.id);
   view.setNode(transport.node);
   view.dismiss("conn");
@@ -248,15 +348,18 @@ function onFrame(f, reply, seq) {
   switch (f.type) {
     case "joined": return onJoined(f, seq);
     case "message": return onMessage(f);
-    case "ack": return outbox.onAck(f, reply);
+    case "ack": return reply && reply.kind === "change" ? changes.onAck(reply) : outbox.onAck(f, reply);
     case "error": return onError(f, reply);
     case "presence": return onPresence(f);
     case "presence_join": return onPresenceJoin(f);
     case "presence_leave": return onPresenceLeave(f);
+    case "presence_count": return onPresenceCount(f);
     case "typing": return onTyping(f);
+    case "read": return onRead(f);
     case "reset": return onReset(f);
     case "history": return onHistory(f);
-    case "left":
+    case "refreshed": return scheduleTokenRenewal(f.exp);
+    case "left": return onLeft(f);
     case "pong":
     default:
       return undefined;
@@ -270,16 +373,17 @@ function onJoined(f, seq) {
     transport.send({ type: "leave", room: f.room });
     return;
   }
+  adoptReadState(room, f);
   const incoming = Array.isArray(f.messages) ? f.messages : [];
   if (f.recovered === true && room.epoch === f.epoch) {
-    for (const m of incoming) addMessage(room, m, { live: false });
+    for (const m of incoming) addEntry(room, m, { live: false });
   } else {
     // Reload: replace with the snapshot, but keep anything newer that already
     // arrived live under the same epoch.
-    const keep = room.messages.filter((m) => m.epoch === f.epoch && m.offset > (f.offset || 0));
+    const keep = room.entries.filter((m) => m.epoch === f.epoch && m.offset > (f.offset || 0));
     store.clearMessages(room);
-    for (const m of incoming) addMessage(room, m, { live: false, render: false });
-    for (const m of keep) addMessage(room, m, { live: false, render: false });
+    for (const m of incoming) addEntry(room, m, { live: false, render: false });
+    for (const m of keep) addEntry(room, m, { live: false, render: false });
     if (room.loaded && f.recovered === false) {
       view.notify(`Reloaded #${room.name}: some messages could not be recovered.`, {
         kind: "info", room: room.name,
@@ -290,36 +394,81 @@ function onJoined(f, seq) {
   room.epoch = f.epoch ?? room.epoch;
   room.lastOffset = Math.max(
     typeof f.offset === "number" ? f.offset : 0,
-    room.messages.length ? room.messages[room.messages.length - 1].offset : 0,
+    room.entries.length ? room.entries[room.entries.length - 1].offset : 0,
   );
   room.loaded = true;
   room.joinedConn = seq;
+  if (room.name === store.current) view.updateEmptyState(); // "Loading…" becomes "No messages yet"
 
-  store.setPresence(room, f.presence);
+  store.setPresence(room, f.presence, f.presence_count);
   if (room.name === store.current) {
+    view.renderRoomTitle(); // a direct room's title is the peer's name, which joined may tell
     view.renderPresence();
     view.updateComposerState();
   }
   view.renderRoomList();
   outbox.flush(room.name);
+  changes.flush(room.name);
+  reads.flush(room.name);
+  if (room.name === store.current) readCurrentIfSeen();
 }
 
-/** Adds a message to the room (once), settles our publish of it, shows it. */
-function addMessage(room, m, { live = true, render = true } = {}) {
-  const added = store.insertMessage(room, m);
-  if (!added) return false;
-  const { msg, trimmed } = added;
-  // A pending publish of ours whose message is now visible: drop the ghost.
-  outbox.settle(room.name, msg);
-  const mine = store.isMine(msg.user);
-  if (render && room.name === store.current) {
-    view.renderInsertedMessage(room, msg, trimmed);
-  } else if (live && room.name !== store.current && !mine) {
-    room.unread++;
-    view.renderRoomList();
+/**
+ * `joined` says how far this user has read the room and how many messages
+ * of others came after (protocol §11); a server without read state says
+ * nothing and the badge counts what arrives live.
+ */
+function adoptReadState(room, f) {
+  if (Number.isInteger(f.last_read)) room.lastRead = Math.max(room.lastRead, f.last_read);
+  if (Number.isInteger(f.unread)) room.unread = f.unread;
+  // Opening on unread messages: the divider goes above the first of them.
+  if (room.name === store.current && room.unread > 0 && room.dividerAfter === null) {
+    room.dividerAfter = room.lastRead;
   }
-  if (live && room.name === store.current && !mine) {
-    view.announce(`${msg.user.name || msg.user.id}: ${msg.text}`);
+}
+
+/**
+ * Adds a log entry to the room (once) and shows what it changes: a new
+ * message (settling our publish of it, counting it unread), or an edit,
+ * deletion or reaction on the message it targets.
+ */
+function addEntry(room, m, { live = true, render = true } = {}) {
+  const added = store.insertEntry(room, m);
+  if (!added) return false;
+  const { entry, msg, trimmed, refolded } = added;
+  const shown = render && room.name === store.current;
+  // Whatever the entry, the user looking at the room has read up to it: the
+  // mark keeps up with the log (one frame a second at most, reads.js).
+  if (live && room.name === store.current && seesNewest(room) && (entry.kind !== "message" || !msg || store.isMine(msg.user))) {
+    readCurrentIfSeen();
+  }
+  if (entry.kind === "message") {
+    if (!msg) return true; // older than everything kept
+    // A pending publish of ours whose message is now visible: drop the ghost.
+    outbox.settle(room.name, msg);
+    const mine = store.isMine(msg.user);
+    if (shown && refolded && !trimmed) view.renderMessages({ keepScroll: true });
+    else if (shown) view.renderInsertedMessage(room, msg, trimmed);
+    if (live && !mine) {
+      if (room.name === store.current) view.announce(`${msg.user.name || msg.user.id}: ${msg.text}`);
+      if (room.name === store.current && seesNewest(room)) {
+        readCurrentIfSeen();
+      } else if (msg.offset > room.lastRead) {
+        room.unread++;
+        if (room.name !== store.current) view.renderRoomList();
+      }
+    }
+    return true;
+  }
+  if (shown && refolded) view.renderMessages({ keepScroll: true });
+  else if (shown && msg) {
+    view.replaceMessage(room, msg);
+    view.updateSeen(room);
+  }
+  // A deleted unread message is no longer waiting to be read.
+  if (live && entry.kind === "delete" && msg && !store.isMine(msg.user) && msg.offset > room.lastRead && room.unread > 0) {
+    room.unread--;
+    view.renderRoomList();
   }
   return true;
 }
@@ -339,7 +488,7 @@ function onMessage(f) {
     room.typing.delete(f.user.id);
     if (room.name === store.current) view.renderTyping();
   }
-  addMessage(room, f, { live: true });
+  addEntry(room, f, { live: true });
 }
 
 function onReset(f) {
@@ -360,29 +509,29 @@ function onHistory(f) {
   const room = store.rooms.get(f.room);
   if (!room || !Array.isArray(f.messages)) return;
   if (f.epoch && room.epoch && f.epoch !== room.epoch) return;
-  for (const m of f.messages) addMessage(room, m, { live: false, render: false });
+  for (const m of f.messages) addEntry(room, m, { live: false, render: false });
   if (room.name === store.current) view.renderMessages({ keepScroll: true });
 }
 
 function onPresence(f) {
   const room = store.rooms.get(f.room);
   if (!room || !Array.isArray(f.members)) return;
-  store.setPresence(room, f.members);
+  store.setPresence(room, f.members, f.count);
   if (room.name === store.current) view.renderPresence();
 }
 
 function onPresenceJoin(f) {
   const room = store.rooms.get(f.room);
   if (!room || !f.user || !f.user.id) return;
-  const prev = room.presence.get(f.user.id);
-  room.presence.set(f.user.id, { user: f.user, connections: prev ? prev.connections : 1 });
+  store.presenceJoined(room, f.user, f.count);
   if (room.name === store.current) view.renderPresence();
+  renewPresenceIfStale(room);
 }
 
 function onPresenceLeave(f) {
   const room = store.rooms.get(f.room);
   if (!room || !f.user || !f.user.id) return;
-  room.presence.delete(f.user.id);
+  store.presenceLeft(room, f.user.id, f.count);
   const t = room.typing.get(f.user.id);
   if (t) {
     clearTimeout(t.timer);
@@ -391,6 +540,82 @@ function onPresenceLeave(f) {
   if (room.name === store.current) {
     view.renderPresence();
     view.renderTyping();
+  }
+  renewPresenceIfStale(room);
+}
+
+// A big room: the count changed, no names came with it (protocol, Big rooms).
+function onPresenceCount(f) {
+  const room = store.rooms.get(f.room);
+  if (!room || !Number.isInteger(f.count)) return;
+  store.presenceCountOnly(room, f.count);
+  if (room.name === store.current) view.renderPresence();
+  renewPresenceIfStale(room);
+}
+
+/**
+ * The current room's list went stale (store.presenceNeedsRenewal): list it
+ * again, at most once per PRESENCE_RENEW_EVERY_MS, and once more at the end
+ * of that window if it is still stale then (so the last change is not missed).
+ * Other rooms are listed again when switched to.
+ */
+function renewPresenceIfStale(room) {
+  if (room.name !== store.current || room.presenceRenewTimer || !store.presenceNeedsRenewal(room)) return;
+  const wait = room.presenceRenewedAt + PRESENCE_RENEW_EVERY_MS - Date.now();
+  if (wait <= 0) {
+    room.presenceRenewedAt = Date.now();
+    refreshPresence(room);
+    return;
+  }
+  room.presenceRenewTimer = setTimeout(() => {
+    room.presenceRenewTimer = null;
+    renewPresenceIfStale(room);
+  }, wait);
+}
+
+/**
+ * Someone read the room up to `offset`: another member (a direct room shows
+ * "Seen"), or this user in another tab (the badge follows).
+ */
+function onRead(f) {
+  const room = store.rooms.get(f.room);
+  if (!room || !f.user || !f.user.id || !Number.isInteger(f.offset)) return;
+  if (store.isMine(f.user)) {
+    if (f.offset <= room.lastRead) return;
+    room.lastRead = f.offset;
+    room.unread = Math.min(room.unread, store.unreadAfter(room, f.offset));
+    view.renderRoomList();
+    return;
+  }
+  if (f.offset <= (room.readBy.get(f.user.id) ?? 0)) return;
+  room.readBy.set(f.user.id, f.offset);
+  if (room.name === store.current) view.updateSeen(room);
+}
+
+function seesNewest(room) {
+  return room.loaded && room.name === store.current && document.visibilityState === "visible" && view.nearBottom();
+}
+
+/**
+ * The user can see the newest messages of the current room (the tab is
+ * visible and the list is scrolled to the bottom): everything up to now is
+ * read. Coming back to unread messages puts the "new messages" divider above
+ * them first.
+ */
+function readCurrentIfSeen() {
+  const room = store.currentRoom();
+  if (!room || !seesNewest(room)) return;
+  if (room.unread > 0 && room.dividerAfter === null) {
+    room.dividerAfter = room.lastRead;
+    view.renderMessages({ keepScroll: true });
+  }
+  if (room.lastOffset > room.lastRead) {
+    room.lastRead = room.lastOffset;
+    reads.mark(room.name, room.lastOffset);
+  }
+  if (room.unread) {
+    room.unread = 0;
+    view.renderRoomList();
   }
 }
 
@@ -420,6 +645,7 @@ function onError(f, reply) {
   const code = f.code || "error";
   const message = f.message || code;
   if (reply && reply.kind === "publish") return outbox.onError(f, reply);
+  if (reply && reply.kind === "change") return changes.onError(f, reply);
   if (reply && reply.kind === "join") {
     const room = store.rooms.get(reply.room);
     const why = {
@@ -465,9 +691,15 @@ function publish(text) {
     return false;
   }
   const p = outbox.add(roomName, text);
+  view.clearDivider(store.rooms.get(roomName)); // answering means the new ones were read
   view.addPending(p);
   outbox.flush(roomName);
   return true;
+}
+
+/** An edit, deletion or reaction in the current room; it shows once the server logs it. */
+function sendChange(frame) {
+  if (store.current) changes.send(store.current, frame);
 }
 
 // ---------------------------------------------------------------- rooms
@@ -483,14 +715,30 @@ function joinRoom(name) {
 
 function switchRoom(name) {
   if (!store.rooms.has(name)) return;
+  const previous = store.currentRoom();
+  if (previous) previous.dividerAfter = null; // seen: no divider next time
   store.current = name;
   const room = store.rooms.get(name);
-  room.unread = 0;
+  room.dividerAfter = room.unread > 0 ? room.lastRead : null;
   store.persistRooms();
   view.renderRoomList();
   view.renderCurrentRoom();
+  refreshPresence(room);
+  readCurrentIfSeen();
+}
+
+/** Opens (joining if needed) the direct room with `user`, from the member list. */
+function startDirect(user) {
+  if (!store.user || !user || !user.id || store.isMine(user)) return;
+  store.peerNames.set(user.id, { id: user.id, name: user.name || user.id });
+  joinRoom(directRoomName(store.user.id, user.id));
+  ui.messageInput.focus();
+}
+
+/** Asks for a fresh member list (in a big room the one we have is a sample that ages). */
+function refreshPresence(room) {
   if (transport.connected && room.joinedConn === transport.seq) {
-    transport.request({ type: "presence", room: name }, { kind: "presence", room: name });
+    transport.request({ type: "presence", room: room.name }, { kind: "presence", room: room.name });
   }
 }
 
@@ -499,6 +747,8 @@ function removeRoomLocally(name) {
   if (!room) return;
   clearTyping(room);
   outbox.forgetRoom(name);
+  changes.forgetRoom(name);
+  reads.forgetRoom(name);
   const wasCurrent = store.current === name;
   store.removeRoom(name);
   if (wasCurrent) view.renderCurrentRoom();
@@ -530,7 +780,7 @@ ui.joinForm.addEventListener("submit", (ev) => {
     ui.roomInput.focus();
     return;
   }
-  if (!ROOM_RE.test(name)) {
+  if (!isRoomName(name)) {
     ui.joinError.textContent =
       "Room names are 1–64 characters: letters, digits, and _ . : - (starting with a letter or digit).";
     ui.roomInput.setAttribute("aria-invalid", "true");
@@ -574,6 +824,8 @@ ui.messageInput.addEventListener("keydown", (ev) => {
   if (ev.key === "Enter" && !ev.shiftKey && !ev.isComposing) {
     ev.preventDefault();
     ui.composer.requestSubmit();
+  } else if (ev.key === "ArrowUp" && !ui.messageInput.value && view.editLastOwn()) {
+    ev.preventDefault(); // the usual chat shortcut: edit your last message
   }
 });
 
@@ -589,8 +841,12 @@ ui.messageInput.addEventListener("input", () => {
 });
 
 ui.scroller.addEventListener("scroll", () => {
-  if (view.nearBottom()) ui.jumpLatest.hidden = true;
+  if (view.nearBottom()) {
+    ui.jumpLatest.hidden = true;
+    readCurrentIfSeen();
+  }
 });
+document.addEventListener("visibilitychange", readCurrentIfSeen);
 ui.jumpLatest.addEventListener("click", () => {
   view.scrollToBottom();
   ui.messageInput.focus();

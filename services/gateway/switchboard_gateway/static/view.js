@@ -2,27 +2,15 @@
 // strings (message text, names, room names, server error messages and close
 // reasons) only ever go through textContent / attributes, never innerHTML.
 
+import { avatar, el } from "./dom.js";
+import { messageEl } from "./message_view.js";
+import { EmojiPicker } from "./picker.js";
+
 const GROUP_WINDOW_MS = 5 * 60 * 1000;
 
 const $ = (id) => document.getElementById(id);
 
-/** A DOM element; `text` and children are text nodes, never markup. */
-export function el(tag, props = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [k, v] of Object.entries(props)) {
-    if (v === undefined || v === null || v === false) continue;
-    if (k === "class") node.className = v;
-    else if (k === "text") node.textContent = v;
-    else if (k === "dataset") Object.assign(node.dataset, v);
-    else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
-    else node.setAttribute(k, v === true ? "" : String(v));
-  }
-  for (const c of children) {
-    if (c === null || c === undefined || c === false) continue;
-    node.append(c instanceof Node ? c : document.createTextNode(String(c)));
-  }
-  return node;
-}
+export { el };
 
 export const ui = {
   signinView: $("signin-view"),
@@ -42,6 +30,9 @@ export const ui = {
   joinError: $("join-error"),
   presenceList: $("presence-list"),
   presenceCount: $("presence-count"),
+  presenceMore: $("presence-more"),
+  presenceMoreText: $("presence-more-text"),
+  presenceRefresh: $("presence-refresh"),
   roomTitle: $("room-title"),
   leaveRoom: $("leave-room"),
   notices: $("notices"),
@@ -59,23 +50,8 @@ export const ui = {
 
 // ---------------------------------------------------------------- formatting
 
-const pad2 = (n) => String(n).padStart(2, "0");
-
-function hhmm(ts) {
-  const d = new Date(ts);
-  return `${pad2(d.getHours())}:${pad2(d.getMinutes())}`;
-}
-
-function hashHue(s) {
-  let h = 0;
-  for (let i = 0; i < s.length; i++) h = (h * 31 + s.charCodeAt(i)) | 0;
-  return Math.abs(h) % 360;
-}
-
-function initialOf(name) {
-  const first = [...(name || "?").trim()][0] || "?";
-  return first.toUpperCase();
-}
+// Thousands separators in the reader's locale: "12,345".
+const formatCount = (n) => n.toLocaleString();
 
 function sameGroup(a, b) {
   return a && b && a.user.id === b.user.id && Math.abs(b.ts - a.ts) < GROUP_WINDOW_MS;
@@ -95,8 +71,8 @@ const CONN_LABELS = {
 /**
  * `store` is read, never written. `isConnected()` says whether the socket
  * got `welcome`; `pendingIn(room)` lists the room's pending publishes;
- * `actions` are what clicks in the rendered parts do (switchRoom, retry,
- * discard).
+ * `actions` are what clicks in the rendered parts do (switchRoom,
+ * refreshPresence, retry, discard, react, unreact, edit, remove, startDirect).
  */
 export class View {
   constructor({ store, isConnected, pendingIn, actions }) {
@@ -105,6 +81,11 @@ export class View {
     this.pendingIn = pendingIn;
     this.actions = actions;
     this.pendingEls = new Map(); // client_msg_id -> {li, status, actions} in the pending list
+    this.editing = null;         // {room, offset, draft} while a message's inline editor is open
+    this.confirming = null;      // offset of the message whose deletion awaits confirmation
+    this.picker = new EmojiPicker();
+    this.messageActions = this.makeMessageActions(); // one object for every message rendered
+    ui.presenceRefresh.addEventListener("click", () => this.actions.refreshPresence());
   }
 
   // -------------------------------------------------------------- header
@@ -187,21 +168,31 @@ export class View {
 
   // -------------------------------------------------------------- rooms
 
+  /** How a room is named on the page: "#lobby", or "@Bob" for a direct room. */
+  roomLabel(room) {
+    const peer = this.store.peerOf(room);
+    return peer ? { sigil: "@", name: peer.name } : { sigil: "#", name: room.name };
+  }
+
   renderRoomList() {
     const { store } = this;
     const items = [];
     for (const room of store.rooms.values()) {
       const active = room.name === store.current;
+      const { sigil, name } = this.roomLabel(room);
       const btn = el("button", {
         type: "button",
         class: "room-button",
         "aria-current": active ? "true" : null,
-        title: `#${room.name}`,
+        title: `${sigil}${name}`,
       },
-      el("span", { class: "hash", "aria-hidden": "true", text: "#" }),
-      el("span", { class: "room-name", text: room.name }),
+      el("span", { class: "hash", "aria-hidden": "true", text: sigil }),
+      el("span", { class: "room-name", text: name }),
       room.unread && !active
-        ? el("span", { class: "unread", "aria-label": `${room.unread} unread`, text: room.unread > 99 ? "99+" : String(room.unread) })
+        ? el("span", {
+          class: "unread", "data-testid": "unread", "aria-label": `${room.unread} unread`,
+          text: room.unread > 99 ? "99+" : String(room.unread),
+        })
         : null);
       btn.addEventListener("click", () => this.actions.switchRoom(room.name));
       items.push(el("li", {
@@ -213,13 +204,26 @@ export class View {
   }
 
   renderCurrentRoom() {
+    this.editing = null;
+    this.confirming = null;
+    this.picker.close({ refocus: false });
+    this.renderRoomTitle();
+    this.renderMessages();
+    this.renderPendingForCurrent();
+    this.renderPresence();
+    this.renderTyping();
+    this.updateComposerState();
+  }
+
+  renderRoomTitle() {
     const room = this.store.currentRoom();
     ui.roomTitle.replaceChildren();
     if (room) {
-      ui.roomTitle.append(el("span", { class: "hash", "aria-hidden": "true", text: "#" }), room.name);
-      ui.messageLabel.textContent = `Message #${room.name}`;
-      ui.messageInput.placeholder = `Message #${room.name}`;
-      document.title = `#${room.name} · Switchboard`;
+      const { sigil, name } = this.roomLabel(room);
+      ui.roomTitle.append(el("span", { class: "hash", "aria-hidden": "true", text: sigil }), name);
+      ui.messageLabel.textContent = `Message ${sigil}${name}`;
+      ui.messageInput.placeholder = `Message ${sigil}${name}`;
+      document.title = `${sigil}${name} · Switchboard`;
     } else {
       ui.roomTitle.textContent = "No room";
       ui.messageLabel.textContent = "Message";
@@ -227,11 +231,6 @@ export class View {
       document.title = "Switchboard";
     }
     ui.leaveRoom.hidden = !room;
-    this.renderMessages();
-    this.renderPendingForCurrent();
-    this.renderPresence();
-    this.renderTyping();
-    this.updateComposerState();
   }
 
   focusAfterLeave() {
@@ -240,25 +239,29 @@ export class View {
 
   // -------------------------------------------------------------- messages
 
-  messageEl(msg, prev) {
-    const mine = this.store.isMine(msg.user);
-    const name = msg.user.name || msg.user.id || "?";
-    const d = new Date(msg.ts);
-    const li = el("li", {
-      class: `msg${mine ? " mine" : ""}${sameGroup(prev, msg) ? " cont" : ""}`,
-      "data-testid": "message",
-      "data-offset": String(msg.offset),
-      "data-user": msg.user.id,
+  /** In a direct room: the offset of our newest message once the peer has read it (shows "Seen"). */
+  seenOffset(room) {
+    const { store } = this;
+    if (!store.peerOf(room)) return null;
+    for (let i = room.messages.length - 1; i >= 0; i--) {
+      const m = room.messages[i];
+      if (m.deleted || !store.isMine(m.user)) continue;
+      return store.seenByPeer(room, m) ? m.offset : null;
+    }
+    return null;
+  }
+
+  messageEl(room, msg, prev, seenAt = this.seenOffset(room)) {
+    const editing = this.editing && this.editing.room === room.name && this.editing.offset === msg.offset
+      ? this.editing.draft : null;
+    return messageEl(msg, {
+      isMine: (u) => this.store.isMine(u),
+      cont: !!sameGroup(prev, msg) && !msg.deleted && !(prev && prev.deleted),
+      seen: seenAt === msg.offset,
+      editing,
+      confirmingDelete: this.confirming === msg.offset,
+      on: this.messageActions,
     });
-    const avatar = el("span", { class: "avatar", "aria-hidden": "true", text: initialOf(name) });
-    avatar.style.setProperty("--hue", String(hashHue(msg.user.id || name)));
-    const meta = el("div", { class: "meta" },
-      el("span", { class: "author", text: name }),
-      mine ? el("span", { class: "you-tag", text: "you" }) : null,
-      el("time", { class: "time", datetime: d.toISOString(), title: d.toLocaleString(), text: hhmm(msg.ts) }));
-    const body = el("div", { class: "body" }, meta, el("div", { class: "text", text: msg.text }));
-    li.append(avatar, body);
-    return li;
   }
 
   nearBottom() {
@@ -271,21 +274,40 @@ export class View {
     ui.jumpLatest.hidden = true;
   }
 
+  /** The first message the "new messages" divider goes above, or null. */
+  dividerBefore(room) {
+    if (room.dividerAfter === null) return null;
+    return room.messages.find((m) => m.offset > room.dividerAfter && !m.deleted && !this.store.isMine(m.user)) || null;
+  }
+
   renderMessages({ keepScroll = false } = {}) {
     const room = this.store.currentRoom();
     const fromBottom = ui.scroller.scrollHeight - ui.scroller.scrollTop;
     const frag = document.createDocumentFragment();
+    let divider = null;
     if (room) {
+      const seenAt = this.seenOffset(room);
+      const firstNew = this.dividerBefore(room);
       let prev = null;
       for (const m of room.messages) {
-        frag.append(this.messageEl(m, prev));
+        if (m === firstNew) {
+          divider = el("li", { class: "new-divider", "data-testid": "new-divider", role: "separator" },
+            el("span", { text: "New messages" }));
+          frag.append(divider);
+          prev = null; // the first new message shows its author again
+        }
+        frag.append(this.messageEl(room, m, prev, seenAt));
         prev = m;
       }
     }
     ui.messageList.replaceChildren(frag);
     this.updateEmptyState();
     if (keepScroll) ui.scroller.scrollTop = ui.scroller.scrollHeight - fromBottom;
-    else this.scrollToBottom();
+    else if (divider && divider.offsetTop > ui.scroller.clientHeight / 2) {
+      // Many unread: start at the first of them rather than the bottom.
+      ui.scroller.scrollTop = divider.offsetTop - 48;
+      ui.jumpLatest.hidden = this.nearBottom();
+    } else this.scrollToBottom();
   }
 
   /** The room (the current one) got `msg`; `trimmed` means old ones fell off. */
@@ -298,14 +320,145 @@ export class View {
     const idx = room.messages.indexOf(msg);
     const prev = idx > 0 ? room.messages[idx - 1] : null;
     const next = room.messages[idx + 1];
-    const node = this.messageEl(msg, prev);
+    const node = this.messageEl(room, msg, prev);
     let before = null;
     if (next) before = ui.messageList.querySelector(`[data-offset="${next.offset}"]`);
     ui.messageList.insertBefore(node, before);
     if (before) before.classList.toggle("cont", !!sameGroup(msg, next));
+    this.updateSeen(room);
     this.updateEmptyState();
     if (stick || this.store.isMine(msg.user)) this.scrollToBottom();
     else ui.jumpLatest.hidden = false;
+  }
+
+  /**
+   * `msg` changed (edited, deleted, reacted to): its <li> is rendered again.
+   * Focus inside it stays on the same control, so keyboard users keep their place.
+   */
+  replaceMessage(room, msg) {
+    const old = ui.messageList.querySelector(`[data-testid="message"][data-offset="${msg.offset}"]`);
+    if (!old) return;
+    const focused = old.contains(document.activeElement) ? document.activeElement : null;
+    const action = focused && focused.dataset.action;
+    const emoji = focused && focused.dataset.emoji;
+    const idx = room.messages.indexOf(msg);
+    const node = this.messageEl(room, msg, idx > 0 ? room.messages[idx - 1] : null);
+    node.classList.toggle("cont", old.classList.contains("cont") && !msg.deleted);
+    old.replaceWith(node);
+    if (focused) {
+      const same = [...node.querySelectorAll("[data-action]")]
+        .find((b) => b.dataset.action === action && (b.dataset.emoji ?? null) === (emoji ?? null));
+      (same || node.querySelector("[data-action]") || ui.messageInput).focus();
+    }
+  }
+
+  /** The user answered: the "new messages" divider has done its job. */
+  clearDivider(room) {
+    if (!room || room.dividerAfter === null) return;
+    room.dividerAfter = null;
+    if (room.name === this.store.current) ui.messageList.querySelector('[data-testid="new-divider"]')?.remove();
+  }
+
+  /** Moves the "Seen" receipt of a direct room to where it belongs now. */
+  updateSeen(room) {
+    const at = this.seenOffset(room);
+    for (const n of ui.messageList.querySelectorAll('[data-testid="seen"]')) {
+      if (n.closest("[data-offset]").dataset.offset !== String(at)) n.remove();
+    }
+    if (at === null) return;
+    const li = ui.messageList.querySelector(`[data-testid="message"][data-offset="${at}"]`);
+    if (li && !li.querySelector('[data-testid="seen"]')) {
+      li.querySelector(".body").append(el("div", { class: "seen", "data-testid": "seen", text: "Seen" }));
+    }
+  }
+
+  /** Opens the inline editor on our newest message (ArrowUp in an empty composer). */
+  editLastOwn() {
+    const room = this.store.currentRoom();
+    if (!room) return false;
+    for (let i = room.messages.length - 1; i >= 0; i--) {
+      const m = room.messages[i];
+      if (!m.deleted && this.store.isMine(m.user)) {
+        this.startEdit(m);
+        return true;
+      }
+    }
+    return false;
+  }
+
+  startEdit(msg) {
+    const room = this.store.currentRoom();
+    if (!room) return;
+    this.editing = { room: room.name, offset: msg.offset, draft: msg.text };
+    this.confirming = null;
+    this.replaceMessage(room, room.byOffset.get(msg.offset) || msg);
+    const box = ui.messageList.querySelector(`[data-offset="${msg.offset}"] .edit-input`);
+    if (box) {
+      box.focus();
+      box.setSelectionRange(box.value.length, box.value.length);
+      box.scrollIntoView({ block: "nearest" });
+    }
+  }
+
+  /** What the controls of a rendered message do (message_view.js calls these). */
+  makeMessageActions() {
+    const current = () => this.store.currentRoom();
+    const rerender = (offset) => {
+      const room = current();
+      const msg = room && room.byOffset.get(offset);
+      if (msg) this.replaceMessage(room, msg);
+      return room ? ui.messageList.querySelector(`[data-testid="message"][data-offset="${offset}"]`) : null;
+    };
+    return {
+      react: (msg, emoji) => this.actions.react(msg.offset, emoji),
+      unreact: (msg, emoji) => this.actions.unreact(msg.offset, emoji),
+      openPicker: (msg, button) => this.picker.open(button, (emoji) => {
+        const room = current();
+        const now = room && room.byOffset.get(msg.offset);
+        if (!now || now.deleted) return;
+        const mineAlready = (now.reactions.get(emoji) || []).some((u) => this.store.isMine(u));
+        if (mineAlready) this.actions.unreact(msg.offset, emoji);
+        else this.actions.react(msg.offset, emoji);
+      }),
+      startEdit: (msg) => this.startEdit(msg),
+      draftChanged: (msg, text) => {
+        if (this.editing && this.editing.offset === msg.offset) this.editing.draft = text;
+      },
+      saveEdit: (msg, text) => {
+        const room = current();
+        const now = room && room.byOffset.get(msg.offset);
+        if (!text.trim()) {
+          this.notify("A message can't be empty: delete it instead.", { kind: "warn", key: "edit" });
+          return;
+        }
+        this.editing = null;
+        if (now && !now.deleted && text !== now.text) this.actions.edit(msg.offset, text);
+        rerender(msg.offset);
+        ui.messageInput.focus();
+      },
+      cancelEdit: (msg) => {
+        this.editing = null;
+        const li = rerender(msg.offset);
+        (li && li.querySelector('[data-action="edit"]') || ui.messageInput).focus();
+      },
+      askDelete: (msg) => {
+        this.confirming = msg.offset;
+        this.editing = null;
+        const li = rerender(msg.offset);
+        if (li) li.querySelector('[data-action="delete-confirm"]')?.focus();
+      },
+      confirmDelete: (msg) => {
+        this.confirming = null;
+        this.actions.remove(msg.offset);
+        rerender(msg.offset);
+        ui.messageInput.focus();
+      },
+      cancelDelete: (msg) => {
+        this.confirming = null;
+        const li = rerender(msg.offset);
+        (li && li.querySelector('[data-action="delete"]') || ui.messageInput).focus();
+      },
+    };
   }
 
   // -------------------------------------------------------------- pending publishes
@@ -331,9 +484,7 @@ export class View {
       class: "msg mine pending", "data-testid": "pending-message", "data-cmid": p.cmid,
       "aria-label": "Message not yet delivered",
     });
-    const avatar = el("span", { class: "avatar", "aria-hidden": "true", text: initialOf(name) });
-    avatar.style.setProperty("--hue", String(hashHue((store.user && store.user.id) || name)));
-    li.append(avatar, el("div", { class: "body" },
+    li.append(avatar({ id: (store.user && store.user.id) || name, name }), el("div", { class: "body" },
       el("div", { class: "text", text: p.text }),
       el("div", { class: "pending-meta" }, status, actions)));
     this.pendingEls.set(p.cmid, { li, status, actions });
@@ -405,17 +556,29 @@ export class View {
     });
     const items = members.map((p) => {
       const name = p.user.name || p.user.id;
-      const dot = el("span", { class: "avatar small", "aria-hidden": "true", text: initialOf(name) });
-      dot.style.setProperty("--hue", String(hashHue(p.user.id)));
+      const mine = store.isMine(p.user);
+      const who = [avatar(p.user, { small: true }), el("span", { class: "member-name", text: name })];
       return el("li", {
-        class: store.isMine(p.user) ? "member me" : "member",
+        class: mine ? "member me" : "member",
         dataset: { user: p.user.id, testid: "member" },
         title: p.connections > 1 ? `${name} (${p.connections} connections)` : name,
-      }, dot, el("span", { class: "member-name", text: name }),
-      store.isMine(p.user) ? el("span", { class: "you-tag", text: "you" }) : null);
+      }, ...(mine
+        ? [...who, el("span", { class: "you-tag", text: "you" })]
+        // Anyone else: a button that opens the direct room with them.
+        : [el("button", {
+          type: "button", class: "member-button", "data-testid": "member-dm",
+          "aria-label": `${name}: send a direct message`, title: `Send ${name} a direct message`,
+          onclick: () => this.actions.startDirect(p.user),
+        }, ...who, el("span", { class: "dm-hint", "aria-hidden": "true", text: "DM" }))]));
     });
     ui.presenceList.replaceChildren(...items);
-    ui.presenceCount.textContent = room ? String(members.length) : "";
+    const { count, listed } = room ? store.presenceSummary(room) : { count: 0, listed: 0 };
+    ui.presenceCount.textContent = room ? formatCount(count) : "";
+    ui.presenceCount.setAttribute("aria-label", room ? `${formatCount(count)} here` : "");
+    // A big room lists a capped sample: say how much of the room it is.
+    const partial = !!room && count > listed;
+    ui.presenceMore.hidden = !partial;
+    ui.presenceMoreText.textContent = partial ? `showing ${formatCount(listed)} of ${formatCount(count)}` : "";
   }
 
   renderTyping() {

@@ -16,6 +16,7 @@ class RoomKeys:
         "channel",
         "meta",
         "log",
+        "state",
         "presence",
         "presence_expiry",
         "presence_users",
@@ -29,6 +30,10 @@ class RoomKeys:
         self.channel = f"{base}:ch"  # pub/sub: messages and ephemeral events
         self.meta = f"{base}:meta"  # hash: e = epoch, s = newest offset
         self.log = f"{base}:log"  # stream: the capped history, entry id = offset
+        # hash: what the log's changes need to be checked (authors, deletions,
+        # reactions) and read state, one hash so each script passes one key
+        # for it (fields: backplane/scripts/publish.lua)
+        self.state = f"{base}:state"
         self.presence = f"{base}:pres"  # hash: connection -> user JSON
         self.presence_expiry = f"{base}:pexp"  # zset: connection -> expiry (ms)
         self.presence_users = f"{base}:pusr"  # hash: user id -> live connections (HLEN = users present)

@@ -27,6 +27,8 @@ EVENTS_PRELUDE = _read("events.lua")
 PUBLISH = Script("publish", EVENTS_PRELUDE + _read("publish.lua"))
 READ = Script("read", _read("read.lua"))
 RENEW_EPOCH = Script("renew_epoch", _read("renew_epoch.lua"))
+# Read state (protocol §11), kept in the room's state hash.
+READ_MARK = Script("read_mark", _read("read_mark.lua"))
 # The presence scripts append their events through the prelude's changed().
 _presence = EVENTS_PRELUDE + _prelude
 PRESENCE_UPSERT = Script("presence_upsert", _presence + _read("presence_upsert.lua"))
@@ -47,6 +49,7 @@ ALL = (
     PUBLISH,
     READ,
     RENEW_EPOCH,
+    READ_MARK,
     PRESENCE_UPSERT,
     PRESENCE_REMOVE,
     PRESENCE_MEMBERS,

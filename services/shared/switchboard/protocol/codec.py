@@ -89,8 +89,26 @@ def message_position(offset: int, epoch: str) -> bytes:
 
 
 def message_tail(body: frames.MessageBody) -> bytes:
-    """The rest of a ``message`` frame after ``msg_id``: ``,"user":...}``."""
-    return b"," + _encoder.encode(body)[1:]
+    """The rest of a ``message`` frame after ``msg_id``:
+    ``,"kind":..[,"target":..][,"emoji":..],"user":..,"text":..,"ts":..}``.
+    ``kind`` comes first and ``ts`` stays last (``message_ts`` reads it
+    there); ``target`` and ``emoji`` appear only on the entries that have
+    them (protocol §11)."""
+    parts = [b',"kind":"', body.kind.encode(), b'"']
+    if body.target is not None:
+        parts += [b',"target":', str(body.target).encode()]
+    if body.emoji is not None:
+        parts += [b',"emoji":', _encoder.encode(body.emoji)]
+    parts += [
+        b',"user":',
+        _encoder.encode(body.user),
+        b',"text":',
+        _encoder.encode(body.text),
+        b',"ts":',
+        str(body.ts).encode(),
+        b"}",
+    ]
+    return b"".join(parts)
 
 
 def message_frame(room: str, offset: int, epoch: str, body: frames.MessageBody) -> bytes:

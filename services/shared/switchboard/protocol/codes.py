@@ -17,6 +17,8 @@ code  name                    client behaviour
                               backoff
 4001  UNAUTHORIZED            token missing, invalid or expired; get a new token
                               first, never auto-reconnect with the same one
+4003  KICKED                  disconnected (or banned) by the application; do
+                              not reconnect by yourself, tell the user why
 ====  ======================  ==================================================
 
 Error codes (``error`` frames) leave the connection open.
@@ -36,6 +38,7 @@ class CloseCode(enum.IntEnum):
     SERVICE_RESTART = 1012
     TRY_AGAIN_LATER = 1013
     UNAUTHORIZED = 4001
+    KICKED = 4003  # the application disconnected or banned the user (user control API)
 
 
 class ErrorCode(enum.StrEnum):
@@ -50,3 +53,4 @@ class ErrorCode(enum.StrEnum):
     # or may not be stored. Retry with the same client_msg_id (idempotent).
     OUTCOME_UNKNOWN = "outcome_unknown"
     INTERNAL = "internal"  # a bug; the connection stays usable
+    REJECTED = "rejected"  # the publish hook refused the message; nothing was stored

@@ -8,7 +8,7 @@ bytes are reused for every member and for history (``msgspec.Raw``).
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from msgspec import Meta, Raw, Struct
 
@@ -26,6 +26,13 @@ HistoryCount = Annotated[int, Meta(ge=1, le=100)]
 ClientMsgId = Annotated[str, Meta(min_length=1, max_length=64)]
 # The upper bound of `text` is MAX_TEXT_CHARS, a setting: checked by the gateway.
 Text = Annotated[str, Meta(min_length=1)]
+# The offset of the message an edit, delete or reaction changes (protocol §11).
+Target = Annotated[int, Meta(ge=1, le=MAX_SAFE_INTEGER)]
+# 1-16 code points, no whitespace and no control characters (so it can
+# never be confused with the separators of the backplane's state fields).
+Emoji = Annotated[str, Meta(min_length=1, max_length=16, pattern=r"^[^\s\x00-\x1f\x7f]+\Z")]
+# What a log entry is (protocol §11): an ordinary message, or a change to one.
+EntryKind = Literal["message", "edit", "delete", "react", "unreact"]
 
 
 # --- client -> server -------------------------------------------------------
@@ -60,6 +67,9 @@ class History(_ClientFrame, tag="history"):
     room: Room
     before: Annotated[int, Meta(ge=1, le=MAX_SAFE_INTEGER)] | None = None
     limit: HistoryCount = 50
+    # "log": the entries as stored; "latest": the messages with their
+    # edits, deletions and reactions applied (protocol §11).
+    view: Literal["log", "latest"] = "log"
 
 
 class Presence(_ClientFrame, tag="presence"):
@@ -74,8 +84,53 @@ class Ping(_ClientFrame, tag="ping"):
     pass
 
 
-ClientFrame = Join | Leave | Publish | History | Presence | Typing | Ping
-ROOM_FRAMES = (Join, Leave, Publish, History, Presence, Typing)
+class Refresh(_ClientFrame, tag="refresh"):
+    """A new token for the same user: the socket stays open past the old one's expiry."""
+
+    token: Annotated[str, Meta(min_length=1, max_length=8192)]
+
+
+# --- changes to a message and read state (protocol §11) ---
+
+
+class Edit(_ClientFrame, tag="edit"):
+    room: Room
+    target: Target
+    text: Text
+    client_msg_id: ClientMsgId | None = None
+
+
+class Delete(_ClientFrame, tag="delete"):
+    room: Room
+    target: Target
+    client_msg_id: ClientMsgId | None = None
+
+
+class React(_ClientFrame, tag="react"):
+    room: Room
+    target: Target
+    emoji: Emoji
+    client_msg_id: ClientMsgId | None = None
+
+
+class Unreact(_ClientFrame, tag="unreact"):
+    room: Room
+    target: Target
+    emoji: Emoji
+    client_msg_id: ClientMsgId | None = None
+
+
+class Read(_ClientFrame, tag="read"):
+    room: Room
+    offset: Offset
+
+
+ClientFrame = (
+    Join | Leave | Publish | History | Presence | Typing | Ping | Refresh | Edit | Delete | React | Unreact | Read
+)
+ROOM_FRAMES = (Join, Leave, Publish, History, Presence, Typing, Edit, Delete, React, Unreact, Read)
+# The frames that append a change entry to the room's log.
+CHANGE_FRAMES = (Edit, Delete, React, Unreact)
 
 
 # --- server -> client -------------------------------------------------------
@@ -93,11 +148,16 @@ class Member(Struct):
 
 class MessageBody(Struct):
     """The part of a ``message`` frame the publisher knows before Redis
-    assigns ``offset``, ``epoch`` and ``msg_id`` (see backplane/scripts/publish.lua)."""
+    assigns ``offset``, ``epoch`` and ``msg_id`` (see backplane/scripts/publish.lua).
+    ``kind``, ``target`` and ``emoji`` say what the log entry is (protocol
+    §11); ``codec.message_tail`` puts them first and ``ts`` last."""
 
     user: User
     text: str
     ts: int
+    kind: EntryKind = "message"
+    target: int | None = None  # the changed message's offset (every kind but "message")
+    emoji: str | None = None  # react / unreact
 
 
 class Message(Struct, tag_field="type", tag="message"):
@@ -108,6 +168,9 @@ class Message(Struct, tag_field="type", tag="message"):
     user: User
     text: str
     ts: int
+    kind: str = "message"
+    target: int | None = None
+    emoji: str | None = None
 
 
 class _Reply(Struct, tag_field="type", omit_defaults=True, kw_only=True):
@@ -119,6 +182,7 @@ class Welcome(_Reply, tag="welcome"):
     user: User
     node: str
     protocol: int
+    exp: int | None  # the token's expiry (Unix seconds), null without one: refresh before it
 
 
 class Joined(_Reply, tag="joined"):
@@ -129,22 +193,45 @@ class Joined(_Reply, tag="joined"):
     messages: list[Raw]
     presence: list[Member]  # at most PRESENCE_LIST_MAX, the joiner among them
     presence_count: int  # distinct users present
+    # Read state (protocol §11): the highest offset the user has read (0 if
+    # never) and how many messages of others after it are not deleted (<= 1000).
+    last_read: int
+    unread: int
 
 
 class Left(_Reply, tag="left"):
     room: str
+    reason: str | None = None  # "removed" (user control API), "forbidden" (a refreshed token's rooms)
 
 
 class Ack(_Reply, tag="ack"):
     room: str
-    offset: int
+    offset: int | None  # null: a repeated react or an unreact without reaction, nothing logged
     epoch: str
+
+
+class ReactionCount(Struct):
+    count: int
+    me: bool  # the asking user is among them
+
+
+class LatestMessage(Struct):
+    """One message of the ``latest`` history view: its edits, deletion and
+    reactions applied (switchboard/latest.py folds them)."""
+
+    offset: int
+    user: User
+    text: str  # the latest edit's; "" once deleted
+    ts: int  # when it was first posted
+    edited: bool
+    deleted: bool
+    reactions: dict[str, ReactionCount]  # emoji -> count, in the order they were first given
 
 
 class HistoryPage(_Reply, tag="history"):
     room: str
     epoch: str | None  # null while the room has no history yet
-    messages: list[Raw]
+    messages: list[Raw]  # log entries, or encoded LatestMessages (the latest view)
 
 
 class PresenceList(_Reply, tag="presence"):
@@ -155,6 +242,10 @@ class PresenceList(_Reply, tag="presence"):
 
 class Pong(_Reply, tag="pong"):
     pass
+
+
+class Refreshed(_Reply, tag="refreshed"):
+    exp: int | None  # the new token's expiry (Unix seconds), null when it has none
 
 
 # presence_join / presence_leave are built by the presence scripts
@@ -182,6 +273,14 @@ class PresenceCount(Struct, tag_field="type", tag="presence_count"):
 class TypingNotice(Struct, tag_field="type", tag="typing"):
     room: str
     user: User
+
+
+class ReadNotice(Struct, tag_field="type", tag="read"):
+    """How far a user has read a room (read receipts), to its other members."""
+
+    room: str
+    user: User
+    offset: int
 
 
 class Reset(Struct, tag_field="type", tag="reset"):

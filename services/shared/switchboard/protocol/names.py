@@ -5,13 +5,36 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
+# A direct room (protocol §11): ``dm:<user>+<user>``, the two user ids sorted.
+# Ids are limited to these characters (guest ids are made of them); ``+``
+# appears only in this form, so the split is unambiguous.
+DIRECT_ID = r"[A-Za-z0-9_.:@-]{1,64}"
 # `\Z`, not `$`: Python's `$` also matches before a trailing newline ("lobby\n").
-ROOM_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}\Z"
+ROOM_PATTERN = rf"^(?:[A-Za-z0-9][A-Za-z0-9_.:-]{{0,63}}|dm:{DIRECT_ID}\+{DIRECT_ID})\Z"
 _ROOM_RE = re.compile(ROOM_PATTERN)
+_DIRECT_RE = re.compile(rf"^dm:({DIRECT_ID})\+({DIRECT_ID})\Z")
 
 
 def is_valid_room(room: str) -> bool:
     return _ROOM_RE.match(room) is not None
+
+
+def direct_members(room: str) -> tuple[str, str] | None:
+    """The two user ids of a direct room name (``dm:<a>+<b>``), else None.
+    The ids are returned as written: ``direct_allows`` checks their order."""
+    found = _DIRECT_RE.match(room)
+    return (found.group(1), found.group(2)) if found else None
+
+
+def direct_allows(room: str, user_id: str) -> bool | None:
+    """Whether `user_id` may join the direct room `room`: only its two users,
+    and only under the canonical name (ids sorted), whatever a `rooms` claim
+    says. None when `room` is not a direct room (the claim decides)."""
+    pair = direct_members(room)
+    if pair is None:
+        return None
+    first, second = pair
+    return first <= second and user_id in pair
 
 
 class _Segment:
