@@ -198,7 +198,9 @@ class Dispatcher:
         """Claim abandoned events, find new streams, forget stopped
         dispatchers, update the backlog gauges."""
         assert self.source is not None
-        interval = min(max(self.settings.claim_idle_s / 4, 0.1), 15.0)
+        # Often enough for both jobs: discovery must not wait for the claim
+        # cadence (a long WEBHOOK_CLAIM_IDLE would delay new streams).
+        interval = min(max(self.settings.claim_idle_s / 4, 0.1), 15.0, self.settings.discovery_interval_s)
         next_discovery = time.monotonic() + self.settings.discovery_interval_s
         next_prune = time.monotonic() + PRUNE_INTERVAL_S / 10
         while not await self._sleep(interval):
