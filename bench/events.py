@@ -4,9 +4,7 @@ script of a base revision (before the events stream existed)
 
 ``python -m bench.events [--base REV] [--messages N] [--rooms R] [--reps K] [--out DIR]``
 
-Three rows, each on its own ``redis-server`` (all running at once on
-loopback), interleaved and rotated (A B C, B C A, C A B) so a noisy
-neighbour hits every row alike; medians over the repetitions:
+Three rows on one ``redis-server``, each with its own rooms:
 
 - ``base``: ``publish.lua`` as it is at ``--base`` (default ``main``),
   called with that revision's arguments;
@@ -15,18 +13,19 @@ neighbour hits every row alike; medians over the repetitions:
   the room's events stream, and an ``XADD ... MAXLEN ~``).
 
 Each publish is exactly the gateway's call (``Backplane.publish``: history
-append, idempotency key, fan-out; recorded, then sent in pipelines of
-``BATCH``), to ``rooms`` rooms, each subscribed by one "gateway" (a raw
-connection counting deliveries). Two
-readings per run:
+append, state hash, idempotency key, fan-out; recorded, then sent in
+pipelines of ``BATCH``), over ``rooms`` rooms per row, all subscribed by one
+"gateway" (a raw connection counting deliveries). The machine is shared, so
+the rows alternate in small blocks (``BLOCK`` publishes, rotated order) and a
+load change hits all three alike; each of ``--reps`` repetitions sums its
+blocks per row, and the medians over the repetitions are reported. Two
+readings per block, from the block's first command to its last delivery:
 
-- Redis CPU: ``used_cpu_sys + used_cpu_user`` of ``INFO cpu`` before the
-  first publish and after the last delivery arrived (the whole server:
-  script, network I/O, fan-out). It depends on how well the client's
-  commands batch, which varies with the load on the machine;
-- script time: ``usec_per_call`` of ``EVALSHA`` in ``INFO commandstats``
-  (reset before each run): the script's own execution, Redis commands it
-  calls included, independent of batching.
+- Redis CPU: ``used_cpu_sys + used_cpu_user`` of ``INFO cpu`` (the whole
+  server: script, network I/O, fan-out);
+- script time: ``usec`` of ``EVALSHA`` in ``INFO commandstats`` (reset before
+  each block): the script's own execution, Redis commands it calls included
+  (wall time inside Redis: preemption by other processes inflates it).
 """
 
 from __future__ import annotations
@@ -45,7 +44,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import redis
 from redis.asyncio import Redis
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,6 +60,7 @@ from switchboard_harness import RedisProcess  # noqa: E402
 
 PUBLISH_LUA = "services/shared/switchboard/backplane/scripts/publish.lua"
 BATCH = 50  # publishes per pipeline
+BLOCK = 500  # publishes per measured block of one row
 ON_MAXLEN = 100_000
 
 
@@ -91,7 +90,7 @@ class Recorder:
 
     async def execute(self, key: str, *command: Any, **_: Any) -> Any:
         self.sent.append(command)
-        return [1, b"e", 0]  # what publish.lua answers: offset, epoch, duplicate
+        return [1, b"e", 0, b""]  # what publish.lua answers: offset, epoch, duplicate, status
 
 
 async def publish_commands(row: Row, rooms: list[str], messages: int, first: int) -> list[tuple[Any, ...]]:
@@ -121,70 +120,71 @@ async def send(client: Redis, commands: list[tuple[Any, ...]]) -> None:
         await pipe.execute()
 
 
-async def measure(row: Row, rooms: list[str], messages: int, rep: int) -> dict[str, Any]:
-    client = Redis.from_url(row.server.url)
-    await client.script_load(row.base_source or scripts.PUBLISH.source)
-    channels = [RoomKeys("sb", room).channel for room in rooms]
-    sub = Subscriber(row.server.port, "SUBSCRIBE", channels)
-    first = (rep + 1) * 10 * messages  # fresh client_msg_ids each repetition: no duplicates
-    warmup = await publish_commands(row, rooms, len(rooms), first - len(rooms))
-    commands = await publish_commands(row, rooms, messages, first)
-    try:
-        await sub.start()
-        await send(client, warmup)
-        await wait_delivered([sub], len(rooms))
-        sub.received = 0
-        await client.config_resetstat()
-        before = redis_cpu([row.server.port])[row.server.port]
-        started = time.perf_counter()
-        await send(client, commands)
-        await wait_delivered([sub], messages)
-        wall = time.perf_counter() - started
-        after = redis_cpu([row.server.port])[row.server.port]
-        evalsha = (await client.info("commandstats"))["cmdstat_evalsha"]
-        streams = len([key async for key in client.scan_iter(match="sb:events*")])
-    finally:
-        await sub.close()
-        await client.aclose()
-    return {
-        "row": row.name, "rep": rep, "messages": messages, "rooms": len(rooms), "wall_s": wall,
-        "publishes_per_s": messages / wall, "redis_cpu_us_per_msg": (after - before) * 1e6 / messages,
-        "script_us_per_call": float(evalsha["usec_per_call"]), "script_calls": int(evalsha["calls"]),
-        "events_streams": streams,
-    }
+async def measure_block(client: Redis, port: int, sub: Subscriber, commands: list[tuple[Any, ...]]) -> tuple[float, float]:
+    """(Redis CPU s, script µs) of sending `commands` until delivered."""
+    sub.received = 0
+    await client.config_resetstat()
+    before = redis_cpu([port])[port]
+    await send(client, commands)
+    await wait_delivered([sub], len(commands))
+    after = redis_cpu([port])[port]
+    evalsha = (await client.info("commandstats"))["cmdstat_evalsha"]
+    return after - before, float(evalsha["usec"])
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     load_start = os.getloadavg()
-    servers = [RedisProcess() for _ in range(3)]
+    server = RedisProcess()
+    server.start()
+    client = Redis.from_url(server.url)
+    sub: Subscriber | None = None
     try:
-        for server in servers:
-            server.start()
-        rows = [
-            Row("base", servers[0], 0, base_script(args.base)),
-            Row("off", servers[1], 0),
-            Row("on", servers[2], ON_MAXLEN),
-        ]
-        with redis.Redis.from_url(servers[0].url) as r:
-            redis_version = str(r.info("server")["redis_version"])
-        rooms = [f"bench-{uuid.uuid4().hex[:6]}-{i}" for i in range(args.rooms)]
+        rows = [Row("base", server, 0, base_script(args.base)), Row("off", server, 0), Row("on", server, ON_MAXLEN)]
+        redis_version = str((await client.info("server"))["redis_version"])
+        for row in rows:
+            await client.script_load(row.base_source or scripts.PUBLISH.source)
+        tag = uuid.uuid4().hex[:6]
+        rooms = {row.name: [f"bench-{tag}-{row.name}-{i}" for i in range(args.rooms)] for row in rows}
+        sub = Subscriber(server.port, "SUBSCRIBE", [RoomKeys("sb", r).channel for rs in rooms.values() for r in rs])
+        await sub.start()
+        for row in rows:  # warm-up: every room exists, the scripts ran once
+            await send(client, await publish_commands(row, rooms[row.name], args.rooms, 0))
+        await wait_delivered([sub], 3 * args.rooms)
+        blocks = max(1, args.messages // BLOCK)
         results = []
+        next_id = args.rooms
         for rep in range(args.reps):
-            for row in rows[rep % 3 :] + rows[: rep % 3]:  # rotated, so no row always goes first
-                result = await measure(row, rooms, args.messages, rep)
+            cpu = dict.fromkeys([r.name for r in rows], 0.0)
+            script = dict.fromkeys([r.name for r in rows], 0.0)
+            started = time.perf_counter()
+            for block in range(blocks):
+                k = (rep * blocks + block) % 3
+                for row in rows[k:] + rows[:k]:  # rotated, so no row always goes first
+                    commands = await publish_commands(row, rooms[row.name], BLOCK, next_id)
+                    next_id += BLOCK  # fresh client_msg_ids: no duplicates
+                    used, script_us = await measure_block(client, server.port, sub, commands)
+                    cpu[row.name] += used
+                    script[row.name] += script_us
+            wall = time.perf_counter() - started
+            for row in rows:
+                n = blocks * BLOCK
+                result = {"row": row.name, "rep": rep, "messages": n, "rooms": args.rooms,
+                          "redis_cpu_us_per_msg": cpu[row.name] * 1e6 / n, "script_us_per_call": script[row.name] / n}
                 results.append(result)
                 print(f"rep {rep} {row.name:5} {result['redis_cpu_us_per_msg']:6.2f} µs Redis CPU/publish "
-                      f"{result['script_us_per_call']:6.2f} µs script "
-                      f"{result['publishes_per_s']:7.0f} pub/s  events keys: {result['events_streams']}", flush=True)
+                      f"{result['script_us_per_call']:6.2f} µs script", flush=True)
+            print(f"rep {rep}: {3 * blocks * BLOCK} publishes in {wall:.1f} s", flush=True)
+        streams = sorted([key.decode() async for key in client.scan_iter(match="sb:events*")])
     finally:
-        for server in servers:
-            server.cleanup()
+        if sub is not None:
+            await sub.close()
+        await client.aclose()
+        server.cleanup()
     summary = [
         {
             "row": row.name,
             "redis_cpu_us_per_msg": statistics.median(r["redis_cpu_us_per_msg"] for r in results if r["row"] == row.name),
             "script_us_per_call": statistics.median(r["script_us_per_call"] for r in results if r["row"] == row.name),
-            "publishes_per_s": statistics.median(r["publishes_per_s"] for r in results if r["row"] == row.name),
         }
         for row in rows
     ]
@@ -194,8 +194,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "base": args.base,
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                     "redis": redis_version, "loadavg_start": load_start, "loadavg_end": os.getloadavg()},
-        "params": {"messages": args.messages, "rooms": args.rooms, "reps": args.reps, "batch": BATCH,
-                   "events_maxlen_on": ON_MAXLEN, "subscribers_per_room": 1, "text_bytes": 100},
+        "params": {"messages_per_row_and_rep": blocks * BLOCK, "block": BLOCK, "rooms_per_row": args.rooms,
+                   "reps": args.reps, "batch": BATCH, "events_maxlen_on": ON_MAXLEN, "text_bytes": 100},
+        "events_keys": streams,  # only the "on" row's rooms write events: one stream on one Redis
         "results": results,
         "summary": summary,
     }
@@ -204,7 +205,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.events", description=__doc__.splitlines()[0])
     parser.add_argument("--base", default="main", help="git revision whose publish.lua is the 'base' row")
-    parser.add_argument("--messages", type=int, default=20_000)
+    parser.add_argument("--messages", type=int, default=20_000, help="per row and repetition")
     parser.add_argument("--rooms", type=int, default=200)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "perf")
@@ -214,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     doc = asyncio.run(run(args))
     for line in doc["summary"]:
         print(f"median {line['row']:5} {line['redis_cpu_us_per_msg']:6.2f} µs Redis CPU/publish "
-              f"{line['script_us_per_call']:6.2f} µs script {line['publishes_per_s']:7.0f} pub/s")
+              f"{line['script_us_per_call']:6.2f} µs script")
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"events-{doc['stamp']}.json"
     path.write_text(json.dumps(doc, indent=1) + "\n")
