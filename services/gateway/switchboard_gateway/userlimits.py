@@ -9,7 +9,10 @@ holds) and this gateway spends them locally for at most CREDIT_S. The user
 can never exceed the limit (tokens are gone from the shared bucket before
 they are spent); at worst a gateway drops CREDIT_S worth of unspent tokens.
 At the default 10 publishes/s that is one call per publish; at the
-benchmark's unlimited rates, one call per ~100,000.
+benchmark's unlimited rates, one call per ~100,000. One call per user and
+action is in flight at a time: callers arriving meanwhile (a user's many
+sockets on this gateway) wait for it and spend what it took, instead of
+each taking CREDIT_S worth and emptying the bucket for the others.
 
 Connection slots live SLOT_LIFETIME_S unless refreshed; this gateway
 refreshes its own every SLOT_REFRESH_S, so the slots of a gateway that died
@@ -43,6 +46,7 @@ class UserLimits:
         self.settings = settings
         self.slots: dict[str, set[str]] = {}  # user id -> this gateway's connections holding a slot
         self.credit: dict[tuple[str, str], tuple[int, float]] = {}  # (user, action) -> (tokens, spend by)
+        self._taking: dict[tuple[str, str], asyncio.Future[None]] = {}  # (user, action) -> the call in flight
         self._task: asyncio.Task[None] | None = None
 
     async def publish_wait(self, user_id: str) -> float:
@@ -56,17 +60,37 @@ class UserLimits:
 
     async def _take(self, user_id: str, action: str, rate: float, burst: int) -> float:
         key = (user_id, action)
-        now = time.monotonic()
-        held = self.credit.get(key)
-        if held is not None:
-            tokens, spend_by = held
-            if spend_by > now:
-                if tokens > 1:
-                    self.credit[key] = (tokens - 1, spend_by)
-                else:
-                    del self.credit[key]
+        while True:
+            if self._spend_credit(key, time.monotonic()):
                 return 0.0
+            taking = self._taking.get(key)
+            if taking is None:
+                break
+            await asyncio.shield(taking)  # then spend what it took, if anything is left
+        taking = self._taking[key] = asyncio.get_running_loop().create_future()
+        try:
+            return await self._take_from_backplane(key, rate, burst)
+        finally:
+            del self._taking[key]
+            taking.set_result(None)
+
+    def _spend_credit(self, key: tuple[str, str], now: float) -> bool:
+        held = self.credit.get(key)
+        if held is None:
+            return False
+        tokens, spend_by = held
+        if spend_by <= now:
             del self.credit[key]
+            return False
+        if tokens > 1:
+            self.credit[key] = (tokens - 1, spend_by)
+        else:
+            del self.credit[key]
+        return True
+
+    async def _take_from_backplane(self, key: tuple[str, str], rate: float, burst: int) -> float:
+        user_id, action = key
+        now = time.monotonic()
         want = max(1, min(burst, int(rate * CREDIT_S)))
         try:
             taken, wait_s = await self.broker.take_tokens(f"u:{user_id}", action, rate, burst, want)
