@@ -47,8 +47,19 @@ class Remove(msgspec.Struct, tag_field="op", tag="remove"):
     room: str
 
 
-Command = Disconnect | Remove
+class Direct(msgspec.Struct, tag_field="op", tag="direct"):
+    """Tell `user` that the direct room `room` exists (its other user is
+    `peer`): a ``direct`` frame to each connection not in the room.
+    Published by the gateway that served the room's publish (directs.py)."""
+
+    user: str
+    room: str
+    peer: frames.User
+
+
+Command = Disconnect | Remove | Direct
 _decoder = msgspec.json.Decoder(Command)
+_OP_OF: dict[type[Command], str] = {Disconnect: "disconnect", Remove: "remove", Direct: "direct"}
 
 
 def encode(command: Command) -> bytes:
@@ -77,11 +88,16 @@ class UserControl:
         if isinstance(command, Disconnect):
             for conn in connections:
                 conn.close_soon(CloseCode.KICKED, close_reason(command.reason))
+        elif isinstance(command, Direct):
+            notice = codec.encode(frames.DirectNotice(room=command.room, user=command.peer))
+            for conn in connections:
+                if command.room not in conn.rooms:  # a member has the room already
+                    conn.send_text(notice)
         else:
             members = [conn for conn in connections if command.room in conn.rooms]
             if members:
                 self.node.supervisor.spawn("remove", self._remove(members, command.room))
-        self.node.metrics.control_commands.labels(op="disconnect" if isinstance(command, Disconnect) else "remove").inc()
+        self.node.metrics.control_commands.labels(op=_OP_OF[type(command)]).inc()
 
     def _connections_of(self, user_id: str) -> list[Connection]:
         # A walk over the node's connections: commands are rare, and a

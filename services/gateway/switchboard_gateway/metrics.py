@@ -76,7 +76,7 @@ class Metrics:
         )
         self.control_commands = Counter(
             "switchboard_control_commands",
-            "User control commands applied by this gateway, by op (disconnect, remove).",
+            "User control commands applied by this gateway, by op (disconnect, remove, direct).",
             ["op"],
             registry=r,
         )

@@ -31,12 +31,14 @@ from switchboard import latest
 from switchboard.protocol import codec, frames
 from switchboard.protocol.codes import CloseCode, ErrorCode
 from switchboard.protocol.errors import ProtocolError
+from switchboard.protocol.names import direct_members
 from switchboard.roomlog import MAX_EMOJI_PER_MESSAGE, PublishResult, ReadState, Snapshot
 from switchboard.roster import PresencePage
 from switchboard_gateway import presence
 from switchboard_gateway.broker import Broker, BrokerUnavailable
 from switchboard_gateway.connection import Connection
 from switchboard_gateway.control import UserControl
+from switchboard_gateway.directs import DirectRooms
 from switchboard_gateway.metrics import Metrics
 from switchboard_gateway.presence_counts import PresenceCounts
 from switchboard_gateway.publish_hook import hook_from_settings
@@ -141,6 +143,7 @@ class Node:
         self.publish_hook = hook_from_settings(settings, metrics)  # None without PUBLISH_HOOK_URL
         self.control = UserControl(self)
         self.read_marks = ReadMarks(interval_s=1.0)
+        self.directs = DirectRooms(broker, self.supervisor)  # tells a user of a new direct room
         self._read_flush: asyncio.TimerHandle | None = None
 
     # --- lifecycle -------------------------------------------------------------
@@ -217,7 +220,7 @@ class Node:
                 ),
                 self._read_state(room, conn.user_id, snapshot),
             )
-            conn.send_text(self._joined(frame, snapshot, recovered, page, reads))
+            conn.send_text(self._joined(frame, snapshot, recovered, page, reads, _peer_of(room, conn.user_id)))
             return
         link = await self._attach(room, conn)
         try:
@@ -235,18 +238,24 @@ class Node:
         conn.rooms.add(room)  # from here on, closing the connection removes its presence entry
         if not link.core.parked(conn):
             return  # evicted while its snapshot was read: it is being closed with 1013
-        conn.send_text(self._joined(frame, snapshot, recovered, presence_page, reads))
+        conn.send_text(self._joined(frame, snapshot, recovered, presence_page, reads, _peer_of(room, conn.user_id)))
         link.core.admit(conn, snapshot.epoch, snapshot.top)
 
     async def _read_state(self, room: str, user_id: str, snapshot: Snapshot) -> ReadState:
-        """Read state at the snapshot's position (``joined.last_read``/``unread``)."""
+        """Read state at the snapshot's position (``joined.last_read``/``unread``,
+        and in a direct room ``peer_read``, read in the same call)."""
         if not snapshot.epoch:
             return ReadState(0, 0)
-        return await self.broker.read_state(room, user_id, snapshot.epoch, snapshot.top)
+        return await self.broker.read_state(room, user_id, snapshot.epoch, snapshot.top, _peer_of(room, user_id))
 
     @staticmethod
     def _joined(
-        frame: frames.Join, snapshot: Snapshot, recovered: bool | None, page: PresencePage, reads: ReadState
+        frame: frames.Join,
+        snapshot: Snapshot,
+        recovered: bool | None,
+        page: PresencePage,
+        reads: ReadState,
+        peer: str | None = None,
     ) -> str:
         return codec.encode(
             frames.Joined(
@@ -260,6 +269,7 @@ class Node:
                 presence_count=page.count,
                 last_read=reads.last_read,
                 unread=reads.unread,
+                peer_read=reads.peer_read if peer is not None else None,
             )
         )
 
@@ -323,6 +333,9 @@ class Node:
             link.core.on_acked(result.epoch, result.offset)
         if not result.duplicate:
             self.metrics.messages_published.inc()
+            if body.kind == "message" and room.startswith("dm:"):
+                # Before the ack, so a peer who connects after it finds the room in its list.
+                await self.directs.after_publish(room, body.user, body.ts)
         return frames.Ack(room=room, offset=result.offset, epoch=result.epoch)
 
     async def history(
@@ -366,6 +379,10 @@ class Node:
         """The user count and up to `limit` users (the ``presence`` reply)."""
         page = await self.broker.presence_members(room, limit)
         return frames.PresenceList(room=room, members=members_of(page), count=page.count)
+
+    async def direct_rooms(self, user_id: str, limit: int) -> frames.DirectList:
+        """The ``directs`` reply: the user's direct rooms, the most recently active first."""
+        return frames.DirectList(rooms=await self.directs.listing(user_id, limit))
 
     async def typing(self, conn: Connection, room: str) -> None:
         await self.broker.publish_ephemeral(room, codec.encode_bytes(frames.TypingNotice(room=room, user=conn.user)))
@@ -596,6 +613,14 @@ class Node:
             if self.rooms.get(link.name) is link:
                 epoch, top = positions[link.name]
                 link.core.on_position(probe, epoch, top)
+
+
+def _peer_of(room: str, user_id: str) -> str | None:
+    """In a direct room of `user_id`, the other user's id; otherwise None."""
+    pair = direct_members(room) if room.startswith("dm:") else None
+    if pair is None or user_id not in pair:
+        return None
+    return pair[1] if pair[0] == user_id else pair[0]
 
 
 def _refusal(result: PublishResult, body: frames.MessageBody) -> ProtocolError:

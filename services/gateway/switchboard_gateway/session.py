@@ -172,6 +172,10 @@ class FrameHandler:
                 conn.send_text(codec.encode(frames.Pong(id=frame.id)))
             case frames.Refresh(token=token):
                 await self._refresh(conn, frame, token)
+            case frames.Directs(limit=limit):
+                directs = await node.direct_rooms(conn.user_id, limit)
+                directs.id = frame.id
+                conn.send_text(codec.encode(directs))
 
     async def _check_room_ban(self, conn: Connection, frame: frames.ClientFrame, room: str) -> None:
         """A user removed from the room with ``ban_seconds`` (user control API)."""

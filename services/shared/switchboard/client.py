@@ -293,6 +293,13 @@ class Client:
         """Mark the room read up to `offset` (no reply; others get a ``read`` event)."""
         await self.send({"type": "read", "room": room, "offset": offset})
 
+    async def directs(self, limit: int | None = None) -> dict[str, Any]:
+        """The user's direct rooms, the most recently active first (``directs`` reply)."""
+        frame: dict[str, Any] = {"type": "directs"}
+        if limit is not None:
+            frame["limit"] = limit
+        return await self.request(frame)
+
     async def presence(self, room: str) -> dict[str, Any]:
         return await self.request({"type": "presence", "room": room})
 

@@ -26,10 +26,12 @@ class PublishResult:
 @dataclass(frozen=True, slots=True)
 class ReadState:
     """A user's read state in a room: the highest offset read (0 if never)
-    and the messages of others after it, not deleted (at most UNREAD_CAP)."""
+    and the messages of others after it, not deleted (at most UNREAD_CAP);
+    in a direct room, also the other user's mark (``peer_read``, 0 if never)."""
 
     last_read: int
     unread: int
+    peer_read: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -52,6 +52,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from switchboard.directs import DirectEntry
 from switchboard.protocol.frames import MessageBody, User
 from switchboard.roomlog import Heard, PublishResult, ReadState, Snapshot
 from switchboard.roster import PresencePage
@@ -121,8 +122,9 @@ class Broker(Protocol):
     ) -> PublishResult:
         """Append a log entry (``body.kind``); `moderator` may delete anyone's message."""
 
-    async def read_state(self, room: str, user_id: str, epoch: str, top: int) -> ReadState:
-        """The user's last read offset and unread count at (`epoch`, `top`)."""
+    async def read_state(self, room: str, user_id: str, epoch: str, top: int, peer_id: str | None = None) -> ReadState:
+        """The user's last read offset and unread count at (`epoch`, `top`);
+        with `peer_id`, that user's last read offset too (``peer_read``)."""
 
     async def mark_read(self, room: str, user: User, epoch: str, offset: int) -> bool:
         """Move the user's read state forward to `offset` of `epoch` and
@@ -203,3 +205,14 @@ class Broker(Protocol):
     async def active_rooms(self, prefix: str, limit: int) -> list[tuple[str, int]]:
         """Up to `limit` rooms starting with `prefix` that have members, by
         name, with their number of distinct users."""
+
+    # --- a user's direct rooms (docs/protocol.md, direct rooms) ---------------------
+    # Per user, shared by every node, capped and ordered by last activity.
+
+    async def touch_direct(self, user_id: str, room: str, peer: bytes, ts_ms: int, *, overwrite: bool) -> bool:
+        """`room` was active for `user_id`; `peer` is the other user's JSON
+        (replacing a stored one only with `overwrite`). True when the room
+        was not in the user's list."""
+
+    async def direct_rooms(self, user_id: str, limit: int) -> list[DirectEntry]:
+        """Up to `limit` of the user's direct rooms, the most recently active first."""

@@ -21,6 +21,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from switchboard.directs import DIRECT_ROOMS_MAX, DirectEntry
 from switchboard.protocol import codec
 from switchboard.protocol.frames import MessageBody, ReadNotice, User
 from switchboard.roomlog import MAX_EMOJI_PER_MESSAGE, UNREAD_CAP, Heard, PublishResult, ReadState, Snapshot
@@ -120,6 +121,8 @@ class MemoryHub:
         self.slots: dict[str, dict[str, float]] = {}  # subject -> slot -> expiry
         self.bans: dict[tuple[str | None, str], float] = {}  # (room or None, user id) -> expiry
         self.control_listeners: set[MemoryBroker] = set()  # started brokers: the control channel
+        # user id -> room -> (last activity ms, the other user's JSON): direct_touch.lua
+        self.directs: dict[str, dict[str, tuple[int, bytes]]] = {}
 
     def room(self, name: str) -> _Room:
         """The room's state, with an epoch (created like publish.lua does)."""
@@ -141,6 +144,7 @@ class MemoryHub:
         self.idempotency.clear()
         self.buckets.clear()
         self.slots.clear()
+        self.directs.clear()
 
     def take_tokens(self, key: tuple[str, str], rate: float, burst: int, want: int) -> tuple[int, float]:
         """token_bucket.lua in memory."""
@@ -312,18 +316,19 @@ class MemoryBroker:
         hub.broadcast(room, lambda events: events.on_message(room, offset, epoch, body.ts, text))
         return PublishResult(offset, epoch, False)
 
-    async def read_state(self, room: str, user_id: str, epoch: str, top: int) -> ReadState:
+    async def read_state(self, room: str, user_id: str, epoch: str, top: int, peer_id: str | None = None) -> ReadState:
         state = self.hub.rooms.get(room)
         chat = state.chat_state() if state is not None else None
         if chat is None or chat.epoch != epoch:
             return ReadState(0, 0)
         last = chat.reads.get(user_id, 0)
+        peer_read = chat.reads.get(peer_id, 0) if peer_id is not None else 0
         unread = sum(
             1
             for offset, author in chat.authors.items()
             if last < offset <= top and author != user_id and offset not in chat.deleted
         )
-        return ReadState(last, min(unread, UNREAD_CAP))
+        return ReadState(last, min(unread, UNREAD_CAP), peer_read)
 
     async def mark_read(self, room: str, user: User, epoch: str, offset: int) -> bool:
         state = self.hub.rooms.get(room)
@@ -477,3 +482,19 @@ class MemoryBroker:
                 if len(out) >= limit:
                     break
         return out
+
+    # --- a user's direct rooms (direct_touch.lua, direct_list.lua) -------------------
+
+    async def touch_direct(self, user_id: str, room: str, peer: bytes, ts_ms: int, *, overwrite: bool) -> bool:
+        rooms = self.hub.directs.setdefault(user_id, {})
+        known = rooms.get(room)
+        rooms[room] = (ts_ms, peer if overwrite or known is None else known[1])
+        if len(rooms) > DIRECT_ROOMS_MAX:  # the oldest drop out, as ZREMRANGEBYRANK does
+            for name, _ in sorted(rooms.items(), key=lambda item: (item[1][0], item[0]))[: len(rooms) - DIRECT_ROOMS_MAX]:
+                del rooms[name]
+        return known is None
+
+    async def direct_rooms(self, user_id: str, limit: int) -> list[DirectEntry]:
+        rooms = self.hub.directs.get(user_id, {})
+        newest = sorted(rooms.items(), key=lambda item: (item[1][0], item[0]), reverse=True)[:limit]
+        return [DirectEntry(room, peer, ts) for room, (ts, peer) in newest]

@@ -26,11 +26,12 @@ from typing import TypeVar
 
 from redis.exceptions import RedisError
 
-from switchboard.backplane import Backplane, control
+from switchboard.backplane import Backplane, control, directs
 from switchboard.backplane.cluster import ClusterCommands
 from switchboard.backplane.commands import Commands, StandaloneCommands, load_scripts
 from switchboard.backplane.connect import ClusterMode, detect_cluster, split_urls
 from switchboard.backplane.pipeline import Durability, WriteOutcomeUnknown
+from switchboard.directs import DirectEntry
 from switchboard.protocol.frames import MessageBody, User
 from switchboard.roomlog import Heard, PublishResult, ReadState, Snapshot
 from switchboard.roster import PresencePage
@@ -213,8 +214,8 @@ class RedisBroker:
                 raise BrokerOutcomeUnknown(str(exc)) from exc.__cause__
             raise
 
-    async def read_state(self, room: str, user_id: str, epoch: str, top: int) -> ReadState:
-        return await _guard(self.backplane.read_state(room, user_id, epoch, top))
+    async def read_state(self, room: str, user_id: str, epoch: str, top: int, peer_id: str | None = None) -> ReadState:
+        return await _guard(self.backplane.read_state(room, user_id, epoch, top, peer_id))
 
     async def mark_read(self, room: str, user: User, epoch: str, offset: int) -> bool:
         return await _guard(self.backplane.mark_read(room, user, epoch, offset))
@@ -313,6 +314,14 @@ class RedisBroker:
                 if len(out) >= limit:
                     break
         return out
+
+    # --- a user's direct rooms -----------------------------------------------------
+
+    async def touch_direct(self, user_id: str, room: str, peer: bytes, ts_ms: int, *, overwrite: bool) -> bool:
+        return await _guard(directs.touch(self.backplane, user_id, room, peer, ts_ms, overwrite=overwrite))
+
+    async def direct_rooms(self, user_id: str, limit: int) -> list[DirectEntry]:
+        return await _guard(directs.listing(self.backplane, user_id, limit))
 
 
 async def _guard(call: Awaitable[T]) -> T:

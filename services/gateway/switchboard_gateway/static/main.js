@@ -12,7 +12,7 @@
 //   dom.js           building nodes safely
 //   main.js          sign-in, what each frame does, DOM events, boot
 
-import { DEFAULT_ROOM, Store, directRoomName, isRoomName, validMessage } from "./store.js";
+import { DEFAULT_ROOM, Store, directPeerId, directRoomName, isRoomName, validMessage } from "./store.js";
 import { Transport, joinFrame } from "./transport.js";
 import { Outbox } from "./outbox.js";
 import { Changes } from "./changes.js";
@@ -27,6 +27,13 @@ const MAX_TOKEN_REFRESHES = 3;        // 4001s in a row before giving up and sig
 const TOKEN_RENEW_LEAD_MS = 60000;    // renew a guest token this long before it expires (at most 1/5 of what is left)
 const TOKEN_RENEW_RETRY_MS = 10000;
 const PRESENCE_RENEW_EVERY_MS = 3000; // automatic presence re-lists, at most one per room per this
+// Direct rooms the server lists on connect (`directs`) that this tab does not
+// have: the newest this many are joined at once (their badges need `joined`);
+// older ones are listed and joined when opened. Each join costs the server a
+// subscription, a presence entry and a few Redis calls, and counts against
+// MAX_ROOMS_PER_CONNECTION (50 by default).
+const DIRECTS_ASKED = 20;
+const DIRECTS_JOINED_EAGERLY = 5;
 
 const rand = (lo, hi) => lo + Math.random() * (hi - lo);
 
@@ -337,7 +344,60 @@ function onWelcome(f) {
   if (f.user && f.user.id) store.rememberUserId(f.user.id);
   view.setNode(transport.node);
   view.dismiss("conn");
-  for (const room of store.rooms.values()) sendJoin(room);
+  for (const room of store.rooms.values()) if (!room.dormant) sendJoin(room);
+  // The direct rooms others opened with us while this tab was away.
+  transport.request({ type: "directs", limit: DIRECTS_ASKED }, { kind: "directs" });
+}
+
+/**
+ * A direct room this tab does not have yet (someone wrote to us: `direct`,
+ * or `directs` listed it): it joins the room list, joined at once unless
+ * `dormant` (then it is joined when opened). Known rooms are left alone.
+ */
+function addDirectRoom(roomName, peer, { dormant = false } = {}) {
+  if (typeof roomName !== "string" || !isRoomName(roomName)) return false;
+  const peerId = directPeerId(roomName, store.myIds);
+  if (peerId === null) return false; // not ours
+  if (peer && peer.id === peerId && typeof peer.name === "string" && (peer.name !== peerId || !store.peerNames.has(peerId))) {
+    store.peerNames.set(peerId, { id: peerId, name: peer.name });
+  }
+  const listed = store.rooms.get(roomName);
+  if (listed) {
+    if (listed.dormant && !dormant) { // listed but not joined: now it is wanted
+      listed.dormant = false;
+      if (transport.connected) sendJoin(listed);
+    }
+    return false;
+  }
+  const room = store.addRoom(roomName);
+  room.dormant = dormant;
+  if (!dormant && transport.connected) sendJoin(room);
+  return true;
+}
+
+function onDirect(f) {
+  if (addDirectRoom(f.room, f.user)) {
+    store.persistRooms();
+    view.renderRoomList();
+    view.announce(`New direct message from ${(f.user && (f.user.name || f.user.id)) || "someone"}`);
+  }
+}
+
+function onDirects(f) {
+  if (!Array.isArray(f.rooms)) return;
+  let eager = 0;
+  let added = false;
+  for (const entry of f.rooms) { // the most recently active first
+    if (!entry || typeof entry !== "object") continue;
+    if (addDirectRoom(entry.room, entry.user, { dormant: eager >= DIRECTS_JOINED_EAGERLY })) {
+      added = true;
+      eager++;
+    }
+  }
+  if (added) {
+    store.persistRooms();
+    view.renderRoomList();
+  }
 }
 
 function sendJoin(room) {
@@ -360,6 +420,8 @@ function onFrame(f, reply, seq) {
     case "history": return onHistory(f);
     case "refreshed": return scheduleTokenRenewal(f.exp);
     case "left": return onLeft(f);
+    case "direct": return onDirect(f);
+    case "directs": return onDirects(f);
     case "pong":
     default:
       return undefined;
@@ -421,6 +483,8 @@ function onJoined(f, seq) {
 function adoptReadState(room, f) {
   if (Number.isInteger(f.last_read)) room.lastRead = Math.max(room.lastRead, f.last_read);
   if (Number.isInteger(f.unread)) room.unread = f.unread;
+  // A direct room: how far the other user has read ("Seen" survives a reload).
+  if (store.peerRead(room, f.peer_read) && room.name === store.current) view.updateSeen(room);
   // Opening on unread messages: the divider goes above the first of them.
   if (room.name === store.current && room.unread > 0 && room.dividerAfter === null) {
     room.dividerAfter = room.lastRead;
@@ -669,6 +733,9 @@ function onError(f, reply) {
     return;
   }
   if (code === "not_joined" && reply && reply.kind === "leave") return; // already gone
+  // Best effort: a server without `directs`, or one that could not read the
+  // list now. New direct rooms still arrive live (`direct`).
+  if (reply && reply.kind === "directs") return;
   view.notify(`Server: ${message}`, { kind: "error" });
 }
 
@@ -720,6 +787,10 @@ function switchRoom(name) {
   store.current = name;
   const room = store.rooms.get(name);
   room.dividerAfter = room.unread > 0 ? room.lastRead : null;
+  if (room.dormant) { // listed by `directs`, joined now that it is opened
+    room.dormant = false;
+    if (transport.connected) sendJoin(room);
+  }
   store.persistRooms();
   view.renderRoomList();
   view.renderCurrentRoom();

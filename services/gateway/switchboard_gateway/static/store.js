@@ -183,7 +183,8 @@ export class Room {
     this.unread = 0;             // the badge: messages of others after lastRead
     this.lastRead = 0;           // the highest offset this user has read (server-side read state)
     this.dividerAfter = null;    // "new messages" divider after this offset, while the room is open
-    this.readBy = new Map();     // user id -> highest offset they read (`read` events)
+    this.readBy = new Map();     // user id -> highest offset they read (`read` events, `joined.peer_read`)
+    this.dormant = false;        // a direct room listed by `directs` but not joined yet (joined when opened)
   }
 
   // The lowest offset still held: older ones were trimmed (or never loaded).
@@ -266,7 +267,8 @@ export class Store {
   }
 
   persistRooms() {
-    save(KEYS.rooms, [...this.rooms.keys()]);
+    // Dormant direct rooms are not kept: the next `directs` lists them again.
+    save(KEYS.rooms, [...this.rooms.values()].filter((r) => !r.dormant).map((r) => r.name));
     save(KEYS.current, this.current);
   }
 
@@ -355,6 +357,14 @@ export class Store {
       if (!m.deleted && !this.isMine(m.user)) n++;
     }
     return n;
+  }
+
+  /** The other user's read mark in a direct room moved to `offset` (never backwards). */
+  peerRead(room, offset) {
+    const peer = directPeerId(room.name, this.myIds);
+    if (peer === null || !Number.isInteger(offset) || offset <= (room.readBy.get(peer) ?? 0)) return false;
+    room.readBy.set(peer, offset);
+    return true;
   }
 
   /** The peer's read mark reached `msg` (a direct room's "seen"). */

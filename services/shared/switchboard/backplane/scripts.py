@@ -45,6 +45,11 @@ FORGET_ROOMS = Script("forget_rooms", _read("forget_rooms.lua"))
 TOKEN_BUCKET = Script("token_bucket", _read("token_bucket.lua"))
 SLOTS = Script("slots", _read("slots.lua"))
 
+# A user's direct rooms (docs/protocol.md, direct rooms), one sorted set and
+# one hash in the user's own hash tag (backplane/directs.py).
+DIRECT_TOUCH = Script("direct_touch", _read("direct_touch.lua"))
+DIRECT_LIST = Script("direct_list", _read("direct_list.lua"))
+
 ALL = (
     PUBLISH,
     READ,
@@ -58,4 +63,6 @@ ALL = (
     FORGET_ROOMS,
     TOKEN_BUCKET,
     SLOTS,
+    DIRECT_TOUCH,
+    DIRECT_LIST,
 )

@@ -137,7 +137,7 @@ class Backplane:
         )
         return PublishResult(int(offset), epoch.decode(), bool(duplicate), status.decode())
 
-    async def read_state(self, room: str, user_id: str, epoch: str, top: int) -> ReadState:
+    async def read_state(self, room: str, user_id: str, epoch: str, top: int, peer_id: str | None = None) -> ReadState:
         """`user_id`'s read state in `room` at the position (`epoch`, `top`):
         the last offset read and the messages of others after it, not
         deleted, still in history (at most UNREAD_CAP).
@@ -146,18 +146,22 @@ class Backplane:
         the ``a:`` field of each offset after it. Counting in the gateway
         keeps Redis's share to field lookups: about 0.1 ms for 1,000
         offsets, the most there can be (HISTORY_SIZE), where a Lua loop over
-        them cost over 1 ms of Redis time per join."""
+        them cost over 1 ms of Redis time per join.
+
+        `peer_id` (a direct room's other user): their mark comes in the same
+        first HMGET, as ``peer_read``."""
         if not epoch:
             return ReadState(0, 0)
         state = self.keys(room).state
-        field = f"l:{user_id}"
-        stored_epoch, floor, last = await self.commands.execute(state, "HMGET", state, "e", "f", field, idempotent=True)
+        fields = ["e", "f", f"l:{user_id}"] + ([f"l:{peer_id}"] if peer_id is not None else [])
+        stored_epoch, floor, last, *peer = await self.commands.execute(state, "HMGET", state, *fields, idempotent=True)
         if stored_epoch is None or stored_epoch.decode() != epoch:
             return ReadState(0, 0)  # nothing stored in this epoch yet
         last_read = int(last or 0)
+        peer_read = int(peer[0] or 0) if peer else 0
         first = max(last_read + 1, int(floor or 1), top - self.history_size + 1)
         if first > top:
-            return ReadState(last_read, 0)
+            return ReadState(last_read, 0, peer_read)
         fields = [f"a:{offset}" for offset in range(first, top + 1)]
         # "e" again: an epoch renewed between the two calls counts nothing.
         again, *authors = await self.commands.execute(state, "HMGET", state, "e", *fields, idempotent=True)
@@ -165,7 +169,7 @@ class Backplane:
             return ReadState(0, 0)
         mine = b"=" + user_id.encode()
         unread = sum(1 for a in authors if a is not None and a[:1] == b"=" and a != mine)
-        return ReadState(last_read, min(unread, UNREAD_CAP))
+        return ReadState(last_read, min(unread, UNREAD_CAP), peer_read)
 
     async def mark_read(self, room: str, user: frames.User, epoch: str, offset: int) -> bool:
         """Move `user`'s read state to `offset` of `epoch` if that is further,

@@ -125,8 +125,18 @@ class Read(_ClientFrame, tag="read"):
     offset: Offset
 
 
+# --- direct rooms: the list of a user's (our addition to protocol §11) ---
+
+
+class Directs(_ClientFrame, tag="directs"):
+    """Ask for the user's direct rooms, the most recently active first."""
+
+    limit: Annotated[int, Meta(ge=1, le=100)] = 20
+
+
 ClientFrame = (
     Join | Leave | Publish | History | Presence | Typing | Ping | Refresh | Edit | Delete | React | Unreact | Read
+    | Directs
 )
 ROOM_FRAMES = (Join, Leave, Publish, History, Presence, Typing, Edit, Delete, React, Unreact, Read)
 # The frames that append a change entry to the room's log.
@@ -197,6 +207,9 @@ class Joined(_Reply, tag="joined"):
     # never) and how many messages of others after it are not deleted (<= 1000).
     last_read: int
     unread: int
+    # A direct room only: the other user's read mark (0 if never), read with
+    # last_read, so "seen" survives a reload. Absent in other rooms.
+    peer_read: int | None = None
 
 
 class Left(_Reply, tag="left"):
@@ -281,6 +294,27 @@ class ReadNotice(Struct, tag_field="type", tag="read"):
     room: str
     user: User
     offset: int
+
+
+class DirectRoom(Struct):
+    """One direct room of a user: the other user, and when it was last active (ms)."""
+
+    room: str
+    user: User
+    ts: int
+
+
+class DirectList(_Reply, tag="directs"):
+    """The reply to ``directs``: the user's direct rooms, newest activity first."""
+
+    rooms: list[DirectRoom]
+
+
+class DirectNotice(Struct, tag_field="type", tag="direct"):
+    """A direct room got a message and the user had not got it: `user` is the other one."""
+
+    room: str
+    user: User
 
 
 class Reset(Struct, tag_field="type", tag="reset"):
