@@ -211,7 +211,8 @@ def run_one(design: str, w: Workload, redis: Redis, opts: Options, client_procs:
     token = make_token(TOKEN_SECRET, "bench", name="bench", ttl=3600) if design.startswith("switchboard") else None
     result: dict[str, Any] = {"workload": w.key, "design": design, "title": w.title, "servers": len(servers),
                               "connections": w.connections, "probes": len(w.probes), "uvloop": all(s.uvloop for s in servers),
-                              "origin": servers[0].origin if servers else None}
+                              "origin": servers[0].origin if servers else None,
+                              "redis_processes": len(redis_pid_list)}
     pool = None
     try:
         rss_before = sum(rss_kb(p) for p in pids)

@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 from switchboard.client import Client
 from switchboard.backplane.keys import RoomKeys
 
-from .conftest import assert_contiguous, collect_until, metric, offsets
+from .conftest import api_publish, assert_contiguous, collect_until, metric, offsets
 
 # Simulates the lost writes with a plain client on one Redis; the cluster
 # counterpart (a real failover that loses writes) is in test_cluster_faults.py.
@@ -85,8 +85,11 @@ async def test_lost_writes_give_the_room_a_new_epoch(start_gateway, redis_url, r
 
 async def test_a_reused_offset_published_live_is_noticed(start_gateway, redis_url, redis_prefix, token) -> None:
     """Before any position check: the reused offset's message itself differs
-    from the one delivered under that offset."""
-    gateway = start_gateway(POSITION_CHECK_INTERVAL=60)
+    from the one delivered under that offset. It is published through a
+    gateway that had heard of none of the lost writes (no member there), so
+    the backplane does reuse the offset."""
+    gateway = start_gateway(NODE_ID="gw-members", POSITION_CHECK_INTERVAL=60)
+    bystander = start_gateway(NODE_ID="gw-bystander", POSITION_CHECK_INTERVAL=60)
     room = "reuse"
     client = await Client.connect(gateway.ws_url, token("alice"))
     try:
@@ -95,8 +98,8 @@ async def test_a_reused_offset_published_live_is_noticed(start_gateway, redis_ur
             await client.publish(room, f"old-{n}")
         await collect_until(client, room, 3)
         await lose_newest_writes(redis_url, redis_prefix, room, keep=1)
-        ack = await client.publish(room, "reuses offset 2")
-        assert ack.get("offset") == 2, ack  # the backplane did reuse it ...
+        reply = await api_publish(bystander, room, "reuses offset 2")
+        assert reply.get("offset") == 2, reply  # the backplane did reuse it ...
         others: list[dict] = []
         while not others or others[-1]["type"] != "reset":
             others.append(await client.recv(timeout=10))
@@ -106,5 +109,32 @@ async def test_a_reused_offset_published_live_is_noticed(start_gateway, redis_ur
         assert (ack["epoch"], ack["offset"]) == (new_epoch, 1)
         seen = await collect_until(client, room, 1)
         assert [(m["epoch"], m["offset"]) for m in seen] == [(new_epoch, 1)]
+    finally:
+        await client.close()
+
+
+async def test_a_publish_through_a_gateway_that_heard_of_the_lost_writes_opens_a_new_epoch(
+    start_gateway, redis_url, redis_prefix, token
+) -> None:
+    """The publisher's own gateway delivered offsets 2 and 3: its next
+    publish must not be stored under offset 2 again, however fast it comes
+    after the failover (no position check runs here)."""
+    gateway = start_gateway(POSITION_CHECK_INTERVAL=60)
+    room = "heard"
+    client = await Client.connect(gateway.ws_url, token("alice"))
+    try:
+        await client.join(room)
+        for n in range(3):
+            await client.publish(room, f"old-{n}")
+        old_epoch = (await collect_until(client, room, 3))[-1]["epoch"]
+        await lose_newest_writes(redis_url, redis_prefix, room, keep=1)
+        ack = await client.publish(room, "after the failover")
+        assert ack["type"] == "ack" and ack["epoch"] != old_epoch and ack["offset"] == 1, ack
+        frames = []
+        while not frames or frames[-1]["type"] != "message":
+            frames.append(await client.recv(timeout=10))
+        assert [f["type"] for f in frames] == ["reset", "message"], frames
+        assert frames[0]["epoch"] == ack["epoch"]
+        assert (frames[1]["epoch"], frames[1]["offset"], frames[1]["text"]) == (ack["epoch"], 1, "after the failover")
     finally:
         await client.close()
