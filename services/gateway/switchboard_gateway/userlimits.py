@@ -9,10 +9,12 @@ holds) and this gateway spends them locally for at most CREDIT_S. The user
 can never exceed the limit (tokens are gone from the shared bucket before
 they are spent); at worst a gateway drops CREDIT_S worth of unspent tokens.
 At the default 10 publishes/s that is one call per publish; at the
-benchmark's unlimited rates, one call per ~100,000. One call per user and
-action is in flight at a time: callers arriving meanwhile (a user's many
-sockets on this gateway) wait for it and spend what it took, instead of
-each taking CREDIT_S worth and emptying the bucket for the others.
+benchmark's unlimited rates, one call per ~100,000. When tokens are taken
+ahead, one call per user and action is in flight at a time: callers
+arriving meanwhile (a user's many sockets on this gateway) wait for it and
+spend what it took, instead of each taking CREDIT_S worth and emptying the
+bucket for the others. At one token per call nothing is held, so calls go
+out concurrently (pipelined).
 
 Connection slots live SLOT_LIFETIME_S unless refreshed; this gateway
 refreshes its own every SLOT_REFRESH_S, so the slots of a gateway that died
@@ -60,6 +62,11 @@ class UserLimits:
 
     async def _take(self, user_id: str, action: str, rate: float, burst: int) -> float:
         key = (user_id, action)
+        want = max(1, min(burst, int(rate * CREDIT_S)))
+        if want == 1:
+            # One token per call, nothing held: concurrent calls waste nothing
+            # (and go out pipelined, one round trip for a burst).
+            return await self._take_from_backplane(key, rate, burst, want)
         while True:
             if self._spend_credit(key, time.monotonic()):
                 return 0.0
@@ -69,7 +76,7 @@ class UserLimits:
             await asyncio.shield(taking)  # then spend what it took, if anything is left
         taking = self._taking[key] = asyncio.get_running_loop().create_future()
         try:
-            return await self._take_from_backplane(key, rate, burst)
+            return await self._take_from_backplane(key, rate, burst, want)
         finally:
             del self._taking[key]
             taking.set_result(None)
@@ -88,10 +95,9 @@ class UserLimits:
             del self.credit[key]
         return True
 
-    async def _take_from_backplane(self, key: tuple[str, str], rate: float, burst: int) -> float:
+    async def _take_from_backplane(self, key: tuple[str, str], rate: float, burst: int, want: int) -> float:
         user_id, action = key
         now = time.monotonic()
-        want = max(1, min(burst, int(rate * CREDIT_S)))
         try:
             taken, wait_s = await self.broker.take_tokens(f"u:{user_id}", action, rate, burst, want)
         except BrokerUnavailable:
