@@ -10,7 +10,6 @@ every gateway (``switchboard_gateway.control``); a ban is stored first.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import msgspec
@@ -18,12 +17,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from switchboard.protocol.codes import ErrorCode
 from switchboard.protocol.names import is_valid_room
 from switchboard_gateway import control
-from switchboard_gateway.auth import bearer_matches
-from switchboard_gateway.broker import BrokerUnavailable
 from switchboard_gateway.node import Node
+from switchboard_gateway.routes.api import BadRequest, api_route
 from switchboard_gateway.routes.http import BodyIncomplete, BodyTooLarge, read_body
 
 T = TypeVar("T")
@@ -48,14 +45,6 @@ class RemoveBody(msgspec.Struct, forbid_unknown_fields=True):
 
 _disconnect_decoder = msgspec.json.Decoder(DisconnectBody)
 _remove_decoder = msgspec.json.Decoder(RemoveBody)
-
-
-class BadRequest(Exception):
-    pass
-
-
-def _error(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": code, "message": message}, status_code=status)
 
 
 def _check_user(user: str) -> str:
@@ -89,21 +78,7 @@ def build_control_routes(node: Node) -> list[BaseRoute]:
     settings = node.settings
     broker = node.broker
 
-    def api(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
-        async def endpoint(request: Request) -> Response:
-            if not bearer_matches(request.headers.get("authorization"), settings.api_key):
-                return _error(401, "unauthorized", "a valid API key is required")
-            room = request.path_params.get("room")
-            if room is not None and not is_valid_room(room):
-                return _error(400, str(ErrorCode.BAD_REQUEST), "bad room name")
-            try:
-                return await handler(request)
-            except BadRequest as exc:
-                return _error(400, str(ErrorCode.BAD_REQUEST), str(exc))
-            except BrokerUnavailable:
-                return _error(503, str(ErrorCode.UNAVAILABLE), "the backplane is unavailable; nothing was done; retry")
-
-        return endpoint
+    api = api_route(settings.api_key)
 
     @api
     async def disconnect(request: Request) -> Response:

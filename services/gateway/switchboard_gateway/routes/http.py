@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import msgspec
@@ -17,13 +16,12 @@ from switchboard.protocol import codec, frames
 from switchboard.protocol.codes import ErrorCode
 from switchboard.protocol.errors import ProtocolError
 from switchboard.protocol.frames import MAX_SAFE_INTEGER
-from switchboard.protocol.names import is_valid_room
-from switchboard_gateway.auth import bearer_matches
-from switchboard_gateway.broker import BrokerOutcomeUnknown, BrokerUnavailable
 from switchboard_gateway.guests import GuestNameError, GuestPolicy
 from switchboard_gateway.limits import TrustedProxies
 from switchboard_gateway.node import Node
-from switchboard_gateway.publish_hook import HookRejected, HookUnavailable
+from switchboard_gateway.routes.api import api_route
+from switchboard_gateway.routes.api import error as _error
+from switchboard_gateway.routes.tokens import guest_mint_refusal
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 PRESENCE_LIMIT_DEFAULT = 1000  # users listed by GET /api/rooms/{room}/presence
@@ -88,8 +86,6 @@ def _too_large(limit: int) -> JSONResponse:
     return response
 
 
-def _error(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": code, "message": message}, status_code=status)
 
 
 def _raw_json(body: bytes, status: int = 200) -> Response:
@@ -115,10 +111,6 @@ def build_routes(node: Node) -> list[BaseRoute]:
     )
     trusted = TrustedProxies(settings.forwarded_allow_ips)
 
-    def authorized(request: Request) -> bool:
-        # No key configured: the API is closed.
-        return bearer_matches(request.headers.get("authorization"), settings.api_key)
-
     async def healthz(request: Request) -> Response:
         return PlainTextResponse("ok")
 
@@ -132,32 +124,7 @@ def build_routes(node: Node) -> list[BaseRoute]:
     async def metrics(request: Request) -> Response:
         return Response(generate_latest(node.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    def api(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
-        """The API key check, room-name check and `unavailable` mapping every
-        /api route shares."""
-
-        async def endpoint(request: Request) -> Response:
-            if not authorized(request):
-                return _error(401, "unauthorized", "a valid API key is required")
-            room = request.path_params.get("room")
-            if room is not None and not is_valid_room(room):
-                return _error(400, str(ErrorCode.BAD_REQUEST), "bad room name")
-            try:
-                return await handler(request)
-            except HookRejected as exc:
-                return _error(422, str(ErrorCode.REJECTED), exc.message)
-            except HookUnavailable as exc:
-                return _error(503, str(ErrorCode.UNAVAILABLE), f"{exc}; nothing was stored; retry")
-            except BrokerOutcomeUnknown:
-                return _error(
-                    503,
-                    str(ErrorCode.OUTCOME_UNKNOWN),
-                    "the backplane did not answer: the message may be stored; retry with the same client_msg_id",
-                )
-            except BrokerUnavailable:
-                return _error(503, str(ErrorCode.UNAVAILABLE), "the backplane is unavailable; nothing was stored; retry")
-
-        return endpoint
+    api = api_route(settings.api_key)
 
     @api
     async def api_publish(request: Request) -> Response:
@@ -223,19 +190,9 @@ def build_routes(node: Node) -> list[BaseRoute]:
     async def guest(request: Request) -> Response:
         if not settings.allow_guests:
             return _error(404, "not_found", "guest sign-in is disabled")
-        # Every guest is a new user id, so per-user limits alone would not
-        # stop one address from minting its way around them.
-        address = request.client.host if request.client else None
-        if not trusted.exempt(address):
-            per_minute = settings.guest_mints_per_minute
-            try:
-                _, wait_s = await node.broker.take_tokens(f"ip:{address}", "guest", per_minute / 60, per_minute)
-            except BrokerUnavailable:
-                return _error(503, str(ErrorCode.UNAVAILABLE), "the backplane is unavailable; retry")
-            if wait_s:
-                response = _error(429, str(ErrorCode.RATE_LIMITED), "too many guest sign-ins from your address")
-                response.headers["retry-after"] = str(max(1, round(wait_s)))
-                return response
+        refused = await guest_mint_refusal(node, trusted, request)
+        if refused is not None:
+            return refused
         try:
             body = await read_body(request, GUEST_BODY_MAX_BYTES)
         except BodyTooLarge:

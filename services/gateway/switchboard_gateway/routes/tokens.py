@@ -20,10 +20,27 @@ from switchboard_gateway.broker import BrokerUnavailable
 from switchboard_gateway.guests import GuestNameError, GuestPolicy
 from switchboard_gateway.limits import TrustedProxies
 from switchboard_gateway.node import Node
+from switchboard_gateway.routes.api import error as _error
 
 
-def _error(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": code, "message": message}, status_code=status)
+async def guest_mint_refusal(node: Node, trusted: TrustedProxies, request: Request) -> Response | None:
+    """The answer refusing a guest token to this address (over its per-minute
+    budget, or the backplane holding it is down), or None to go on. Every
+    guest is a new user id, so per-user limits alone would not stop one
+    address from minting its way around them."""
+    address = request.client.host if request.client else None
+    if trusted.exempt(address):
+        return None
+    per_minute = node.settings.guest_mints_per_minute
+    try:
+        _, wait_s = await node.broker.take_tokens(f"ip:{address}", "guest", per_minute / 60, per_minute)
+    except BrokerUnavailable:
+        return _error(503, str(ErrorCode.UNAVAILABLE), "the backplane is unavailable; retry")
+    if not wait_s:
+        return None
+    response = _error(429, str(ErrorCode.RATE_LIMITED), "too many guest sign-ins from your address")
+    response.headers["retry-after"] = str(max(1, round(wait_s)))
+    return response
 
 
 def build_token_routes(node: Node) -> list[BaseRoute]:
@@ -36,17 +53,9 @@ def build_token_routes(node: Node) -> list[BaseRoute]:
     async def refresh_guest(request: Request) -> Response:
         if not settings.allow_guests:
             return _error(404, "not_found", "guest sign-in is disabled")
-        address = request.client.host if request.client else None
-        if not trusted.exempt(address):
-            per_minute = settings.guest_mints_per_minute
-            try:
-                _, wait_s = await node.broker.take_tokens(f"ip:{address}", "guest", per_minute / 60, per_minute)
-            except BrokerUnavailable:
-                return _error(503, str(ErrorCode.UNAVAILABLE), "the backplane is unavailable; retry")
-            if wait_s:
-                response = _error(429, str(ErrorCode.RATE_LIMITED), "too many guest sign-ins from your address")
-                response.headers["retry-after"] = str(max(1, round(wait_s)))
-                return response
+        refused = await guest_mint_refusal(node, trusted, request)
+        if refused is not None:
+            return refused
         header = request.headers.get("authorization") or ""
         token = header[7:].strip() if header[:7].lower() == "bearer " else None
         try:
