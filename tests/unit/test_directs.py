@@ -5,22 +5,19 @@ both users, nobody else hears of it, and recording is throttled per room."""
 
 from __future__ import annotations
 
-import asyncio
-import json
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import AsyncIterator
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from node_doubles import Socket
+from node_doubles import connect as connect_as
 
 from switchboard.backplane.cluster import slot_of
 from switchboard.backplane.directs import user_keys
 from switchboard.protocol import frames
 from switchboard_gateway import control
-from switchboard_gateway.auth import Principal
 from switchboard_gateway.broker.memory import MemoryBroker, MemoryHub
-from switchboard_gateway.connection import Connection
 from switchboard_gateway.directs import TouchThrottle
 from switchboard_gateway.metrics import Metrics
 from switchboard_gateway.node import Node
@@ -29,29 +26,6 @@ from switchboard_gateway.settings import Settings
 SECRET = "directs-test-secret-0123456789abcdef-xyz"
 DM = "dm:alice+bob"
 ALICE = frames.User("alice", "Alice")
-
-
-class Socket:
-    """An ASGI ``send`` that records the frames a connection was sent."""
-
-    def __init__(self) -> None:
-        self.frames: list[dict[str, Any]] = []
-        self.conn: Connection | None = None  # the connection it is the socket of
-        self._changed = asyncio.Event()
-
-    async def __call__(self, message: dict[str, Any]) -> None:
-        if message["type"] == "websocket.send":
-            self.frames.append(json.loads(message["text"]))
-        self._changed.set()
-
-    def of(self, kind: str) -> list[dict[str, Any]]:
-        return [f for f in self.frames if f["type"] == kind]
-
-    async def until(self, predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-        async with asyncio.timeout(timeout):
-            while not predicate():
-                self._changed.clear()
-                await self._changed.wait()
 
 
 @pytest.fixture
@@ -69,25 +43,7 @@ async def nodes() -> AsyncIterator[tuple[Node, Node]]:
 
 
 def connect(node: Node, user: str, tag: str = "") -> Socket:
-    socket = Socket()
-    conn = Connection(
-        f"c-{user}-{node.name}{tag}",
-        Principal(user, user, None, None),
-        socket,
-        rate=100,
-        burst=100,
-        frame_rate=1000,
-        frame_burst=1000,
-        typing_rate=100,
-        typing_burst=100,
-        abuse_errors=50,
-        queue_max=1000,
-        queue_max_bytes=1 << 22,
-        on_close=lambda code: None,
-    )
-    node.add_connection(conn)
-    socket.conn = conn
-    return socket
+    return connect_as(node, user, f"c-{user}-{node.name}{tag}")
 
 
 def test_a_room_is_recorded_at_most_once_per_interval() -> None:

@@ -4,17 +4,14 @@ measured at delivery, reused offsets give the room a new epoch."""
 
 from __future__ import annotations
 
-import asyncio
-import json
 import logging
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import AsyncIterator
 
 import pytest
+from node_doubles import Socket, connect
 
 from switchboard.protocol import frames
 from switchboard.roomlog import Snapshot
-from switchboard_gateway.auth import Principal
 from switchboard_gateway.broker.base import BrokerEvents
 from switchboard_gateway.broker.memory import MemoryBroker, MemoryHub
 from switchboard_gateway.connection import Connection
@@ -24,37 +21,6 @@ from switchboard_gateway.settings import Settings
 
 SECRET = "node-test-secret-0123456789abcdef-xyz"
 ROOM = "r"
-
-
-class Socket:
-    """An ASGI ``send`` that records the frames a connection was sent."""
-
-    def __init__(self) -> None:
-        self.frames: list[dict[str, Any]] = []
-        self.closed: int | None = None
-        self._changed = asyncio.Event()
-
-    async def __call__(self, message: dict[str, Any]) -> None:
-        if message["type"] == "websocket.send":
-            self.frames.append(json.loads(message["text"]))
-        elif message["type"] == "websocket.close":
-            self.closed = message["code"]
-        self._changed.set()
-
-    def of(self, kind: str) -> list[dict[str, Any]]:
-        return [f for f in self.frames if f["type"] == kind]
-
-    def offsets(self) -> list[int]:
-        return [f["offset"] for f in self.of("message")]
-
-    async def until(self, predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-        try:
-            async with asyncio.timeout(timeout):
-                while not predicate():
-                    self._changed.clear()
-                    await self._changed.wait()
-        except TimeoutError:
-            raise AssertionError(f"not met within {timeout} s; frames: {self.frames[-5:]!r}") from None
 
 
 class _Filter:
@@ -116,26 +82,11 @@ def broker_of(node: Node) -> FaultyBroker:
 
 
 async def member(node: Node, user: str = "alice") -> tuple[Connection, Socket]:
-    socket = Socket()
-    conn = Connection(
-        f"c-{user}",
-        Principal(user, user, None, None),
-        socket,
-        rate=100,
-        burst=100,
-        frame_rate=1000,
-        frame_burst=1000,
-        typing_rate=100,
-        typing_burst=100,
-        abuse_errors=50,
-        queue_max=1000,
-        queue_max_bytes=1 << 22,
-        on_close=lambda code: None,
-    )
-    node.add_connection(conn)
-    await node.join(conn, frames.Join(room=ROOM))
+    socket = connect(node, user)
+    assert socket.conn is not None
+    await node.join(socket.conn, frames.Join(room=ROOM))
     assert socket.of("joined")
-    return conn, socket
+    return socket.conn, socket
 
 
 async def publish(node: Node, count: int, text: str = "m") -> None:
