@@ -5,17 +5,7 @@
 // with a notice when the server refuses it. Nothing is shown before the
 // server logs it: the log entry that comes back is what changes the message.
 
-const rand = (lo, hi) => lo + Math.random() * (hi - lo);
-
-function uuid() {
-  if (globalThis.crypto && typeof crypto.randomUUID === "function") return crypto.randomUUID();
-  // crypto.randomUUID needs a secure context; plain-http LAN demos fall back to this.
-  const b = crypto.getRandomValues(new Uint8Array(16));
-  b[6] = (b[6] & 0x0f) | 0x40;
-  b[8] = (b[8] & 0x3f) | 0x80;
-  const h = [...b].map((x) => x.toString(16).padStart(2, "0")).join("");
-  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
-}
+import { rand, uuid } from "./outbox.js";
 
 const REFUSED = {
   forbidden: "You can only edit or delete your own messages.",

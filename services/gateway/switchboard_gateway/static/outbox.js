@@ -7,9 +7,10 @@
 
 const ACK_GRACE_MS = 5000;
 
-const rand = (lo, hi) => lo + Math.random() * (hi - lo);
+export const rand = (lo, hi) => lo + Math.random() * (hi - lo);
 
-function uuid() {
+// A client_msg_id: also used by changes.js for edits, deletions and reactions.
+export function uuid() {
   if (globalThis.crypto && typeof crypto.randomUUID === "function") return crypto.randomUUID();
   // crypto.randomUUID needs a secure context; plain-http LAN demos fall back to this.
   const b = crypto.getRandomValues(new Uint8Array(16));
