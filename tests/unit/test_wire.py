@@ -57,8 +57,9 @@ async def test_uvicorn_internals_the_fast_path_reads_are_there(ws_class: type) -
         assert type(protocol) is ws_class
         assert type(protocol) in wire.SUPPORTED
         for name, kind in [("close_sent", bool), ("disconnected", bool), ("handshake_complete", bool),
-                           ("writable", asyncio.Event), ("conn", ServerProtocol)]:
+                           ("conn", ServerProtocol)]:
             assert isinstance(getattr(protocol, name), kind), name
+        assert protocol.writable.is_set() is True  # an asyncio.Event, or lean.Flag
         assert protocol.handshake_complete and not protocol.close_sent and not protocol.disconnected
         assert protocol.conn.state is State.OPEN
         assert protocol.conn.extensions == []

@@ -42,8 +42,9 @@ import socket
 import struct
 from typing import Any
 
-from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.frames import Frame
+
+from switchboard_gateway.lean import LeanWebSocketProtocol
 
 try:  # Linux
     import fcntl
@@ -78,8 +79,9 @@ def send_progress(transport: Any) -> tuple[int, int] | None:
     return acked, kernel + transport.get_write_buffer_size()
 
 
-class GatewayWebSocketProtocol(WebSocketsSansIOProtocol):
-    """uvicorn's websockets-sansio protocol with the pong deadline above."""
+class GatewayWebSocketProtocol(LeanWebSocketProtocol):
+    """uvicorn's websockets-sansio protocol (with lighter per-socket objects,
+    ``lean``) and the pong deadline above."""
 
     # Per outstanding ping, set only once its deadline passed (so an idle
     # connection carries nothing extra): (bytes acknowledged at that

