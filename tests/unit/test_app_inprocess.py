@@ -105,6 +105,11 @@ def test_bearer_header_is_accepted(client: TestClient) -> None:
         assert ws.receive_json()["user"]["id"] == "bob"
 
 
+def test_a_blank_query_token_falls_back_to_the_bearer_header(client: TestClient) -> None:
+    with client.websocket_connect("/ws?token=&x=1", headers={"authorization": f"Bearer {tok('bob')}"}) as ws:
+        assert ws.receive_json()["user"]["id"] == "bob"
+
+
 def test_foreign_origin_is_refused_before_accept(client: TestClient) -> None:
     # A close before accept is an HTTP 403 on the upgrade (TestClient shows it as 1008).
     expect_close(client, f"/ws?token={tok()}", 1008, origin="https://evil.example")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import itertools
 import logging
 import secrets
-from urllib.parse import parse_qs
+from urllib.parse import unquote
 
 from starlette.types import Receive, Scope, Send
 
@@ -43,10 +43,27 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
+def query_token(query_string: bytes) -> str | None:
+    """The first non-empty ``token`` value of a query string, decoded as
+    ``parse_qs`` decodes it ('+' a space, %-escapes as UTF-8 with
+    replacement), without building the dict of every field: parse_qs cost
+    ~4% of a connect."""
+    if not query_string:
+        return None
+    for field in query_string.decode("latin-1").split("&"):
+        name, eq, value = field.partition("=")
+        if not eq or not value:  # parse_qs drops fields without '=' and blank values
+            continue
+        # parse_qs reads a name as unquote(name.replace("+", " ")): a '+'
+        # leaves a '+' or ' ' either way, never "token", so it is not replaced.
+        if name == "token" or ("%" in name and unquote(name) == "token"):
+            return unquote(value.replace("+", " "))
+    return None
+
+
 def _token(scope: Scope) -> str | None:
-    query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-    if query.get("token"):
-        token: str = query["token"][0]
+    token = query_token(scope.get("query_string", b""))
+    if token:
         return token
     auth = _header(scope, b"authorization")
     if auth and auth[:7].lower() == "bearer ":
