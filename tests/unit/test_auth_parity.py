@@ -63,6 +63,10 @@ def _former_verify_token(token: str | None, secret: str, now: float | None = Non
     if exp is not None:
         if not isinstance(exp, (int, float)) or isinstance(exp, bool):
             raise AuthError("invalid token: exp is not a number")
+        # The one deliberate change: the former code took a NaN or infinite
+        # exp (a NaN passed MAX_TOKEN_LIFETIME and broke `refresh`).
+        if isinstance(exp, float) and not math.isfinite(exp):
+            raise AuthError("invalid token: exp is not a finite number")
         if exp <= now:
             raise AuthError("token expired")
         if max_lifetime_s > 0 and exp - now > max_lifetime_s:
@@ -439,6 +443,8 @@ def hs256(claims: dict[str, Any], **header: Any) -> str:
         (hs256({"sub": "a", "exp": None}), True),  # null is absent, and exp is optional here
         (hs256({"sub": None}), False),
         (hs256({"sub": "a", "exp": 10**400}), False),  # the former code raised OverflowError here
+        (hs256({"sub": "a", "exp": float("nan")}), False),  # the former code accepted these two
+        (hs256({"sub": "a", "exp": float("inf")}), False),
         (signed(dumps({"alg": "HS256"}), b"[]", KEY), False),
         (signed(dumps({"alg": "HS256"}), codecs.BOM_UTF8 + dumps({"sub": "a"}), KEY), True),  # stdlib json took it
         (signed(dumps({"alg": "HS256"}), b'{"sub":"a","x":NaN}', KEY), True),

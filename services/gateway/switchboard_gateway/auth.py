@@ -20,6 +20,7 @@ import functools
 import hashlib
 import hmac
 import json
+import math
 import re
 import time
 from dataclasses import dataclass
@@ -201,6 +202,8 @@ def verify_token(
     if exp is not None:
         if not isinstance(exp, (int, float)) or isinstance(exp, bool):
             raise AuthError("invalid token: exp is not a number")
+        if isinstance(exp, float) and not math.isfinite(exp):  # NaN passes every comparison below
+            raise AuthError("invalid token: exp is not a finite number")
         if exp <= now:
             raise AuthError("token expired")
         try:
