@@ -51,7 +51,18 @@ from switchboard_harness.cluster import RedisClusterProcess
 from bench import report
 from bench.client import raise_nofile, worker_main
 from bench.launch import LOOPS
-from bench.servers import CLK_TCK, DESIGNS, ROOT, TOKEN_SECRET, Options, Server, cpu_seconds, rss_kb, source_info
+from bench.servers import (
+    CLK_TCK,
+    DESIGNS,
+    ROOT,
+    TOKEN_SECRET,
+    Options,
+    Server,
+    cpu_seconds,
+    recorded_path,
+    rss_kb,
+    source_info,
+)
 from bench.workloads import DEFAULT, WORKLOADS, Workload
 
 PAD = "lorem ipsum dolor sit amet, consectetur adipiscing"  # a chat-sized text (~90 chars in all)
@@ -211,7 +222,7 @@ def run_one(design: str, w: Workload, redis: Redis, opts: Options, client_procs:
     token = make_token(TOKEN_SECRET, "bench", name="bench", ttl=3600) if design.startswith("switchboard") else None
     result: dict[str, Any] = {"workload": w.key, "design": design, "title": w.title, "servers": len(servers),
                               "connections": w.connections, "probes": len(w.probes), "uvloop": all(s.uvloop for s in servers),
-                              "origin": servers[0].origin if servers else None,
+                              "origin": recorded_path(servers[0].origin) if servers else None,
                               "redis_processes": len(redis_pid_list)}
     pool = None
     try:

@@ -218,10 +218,22 @@ DESIGNS: dict[str, Callable[[Options, int, str], list[Server]]] = {
 TOKEN_SECRET = TEST_JWT_SECRET
 
 
+def recorded_path(path: str | Path | None) -> str | None:
+    """A path as the result JSON records it: under this checkout, as
+    ``<repo>/...``, so a committed record names no machine's directories."""
+    if path is None:
+        return None
+    text = str(path)
+    root = str(ROOT)
+    if text == root or text.startswith(root + os.sep):
+        return "<repo>" + text[len(root):]
+    return text
+
+
 def source_info(src: Path | None) -> dict[str, object]:
     """Which gateway code the Switchboard designs run: the checkout and commit."""
     where = src or ROOT
-    info: dict[str, object] = {"path": str(where)}
+    info: dict[str, object] = {"path": recorded_path(where)}
     try:
         info["commit"] = subprocess.run(["git", "-C", str(where), "rev-parse", "HEAD"], capture_output=True,
                                         text=True, timeout=10).stdout.strip()
