@@ -12,7 +12,7 @@ import msgspec
 from broker_harness import PRESENCE_EVENTS_MAX, Cluster, ephemeral_barrier, user_json
 
 from switchboard.protocol import frames
-from switchboard.protocol.frames import User
+from switchboard.protocol.frames import MessageBody, User
 from switchboard.roster import PresencePage
 
 ALICE = User("alice", "Alice")
@@ -249,3 +249,41 @@ async def test_expiry_updates_the_count(cluster: Cluster) -> None:
         await rec.until(lambda rec=rec: rec.room_counts(room)[-1:] == [4])
     page = await c.a.presence_members(room, LIMIT)
     assert page.count == 4 and set(listed(page)) == {"bob", "u10", "u11", "u12"}
+
+
+# --- one call per join (Broker.join) -------------------------------------------------------
+
+
+async def test_join_adds_presence_and_reads_the_room_in_one_call(cluster: Cluster) -> None:
+    a, b = cluster.a, cluster.b
+    for i in range(3):
+        await a.publish("joinroom", MessageBody(user=BOB, text=f"m{i}", ts=1), None)
+    await a.presence_upsert("joinroom", [("bob-1", user_json(BOB))])
+
+    plain = await b.join("joinroom", "alice-1", user_json(ALICE), "alice", list_limit=10)
+    assert plain.banned_s == 0
+    assert (plain.snapshot.top, plain.snapshot.frames) == (3, [])
+    assert plain.snapshot.epoch == (await a.position("joinroom")).epoch
+    assert plain.page.count == 2
+    assert json.loads(plain.page.members[0][0])["id"] == "alice"  # the joiner first
+
+    last = await b.join("joinroom", "alice-2", user_json(ALICE), "alice", 10, "last", 0, 2)
+    assert (last.snapshot.first, len(last.snapshot.frames)) == (2, 2)
+    after = await b.join("joinroom", "alice-3", user_json(ALICE), "alice", 0, "after", 1, 100)
+    assert (after.snapshot.first, len(after.snapshot.frames), after.page.members) == (2, 2, [])
+    members = await a.presence_members("joinroom", 10)
+    assert sorted(json.loads(u)["id"] for u, _ in members.members) == ["alice", "bob"]
+    assert dict((json.loads(u)["id"], n) for u, n in members.members)["alice"] == 3
+
+
+async def test_a_banned_join_changes_nothing(cluster: Cluster) -> None:
+    a, b = cluster.a, cluster.b
+    await a.ban("alice", 100, room="guarded")
+    refused = await b.join("guarded", "alice-1", user_json(ALICE), "alice", 10)
+    assert 90 < refused.banned_s <= 100
+    assert refused.page.count == 0 and refused.snapshot.epoch == ""
+    assert (await a.presence_members("guarded", 10)).count == 0
+    other = await b.join("guarded", "bob-1", user_json(BOB), "bob", 10)  # a room ban is per user
+    assert other.banned_s == 0 and other.page.count == 1
+    elsewhere = await b.join("open", "alice-1", user_json(ALICE), "alice", 10)  # and per room
+    assert elsewhere.banned_s == 0

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Collection
 
@@ -32,7 +33,7 @@ from switchboard.protocol import codec, frames
 from switchboard.protocol.codes import CloseCode, ErrorCode
 from switchboard.protocol.errors import ProtocolError
 from switchboard.protocol.names import direct_members
-from switchboard.roomlog import MAX_EMOJI_PER_MESSAGE, PublishResult, ReadState, Snapshot
+from switchboard.roomlog import MAX_EMOJI_PER_MESSAGE, PublishResult, ReadMode, ReadState, Snapshot
 from switchboard.roster import PresencePage
 from switchboard_gateway import presence
 from switchboard_gateway.broker import Broker, BrokerUnavailable
@@ -211,27 +212,19 @@ class Node:
 
     async def join(self, conn: Connection, frame: frames.Join) -> None:
         """Join (or re-join) a room and send ``joined``; the seam between the
-        snapshot and live messages is the room core's (``Room.admit``)."""
+        snapshot and live messages is the room core's (``Room.admit``). One
+        backplane call checks the room ban, reads the snapshot and adds the
+        presence entry (``Broker.join``)."""
         room = frame.room
         if room in conn.rooms:  # already a member: answer again, nothing else changes
-            snapshot, recovered = await self._snapshot(room, frame.since, frame.history)
-            page, reads = await asyncio.gather(
-                self.broker.presence_upsert(
-                    room, [(conn.id, conn.user_json)], list_limit=self.settings.presence_list_max
-                ),
-                self._read_state(room, conn.user_id, snapshot),
-            )
+            snapshot, recovered, page = await self._enter(conn, frame)
+            reads = await self._read_state(room, conn.user_id, snapshot)
             conn.send_text(self._joined(frame, snapshot, recovered, page, reads, _peer_of(room, conn.user_id)))
             return
         link = await self._attach(room, conn)
         try:
-            snapshot, recovered = await self._snapshot(room, frame.since, frame.history)
-            presence_page, reads = await asyncio.gather(
-                self.broker.presence_upsert(
-                    room, [(conn.id, conn.user_json)], list_limit=self.settings.presence_list_max
-                ),
-                self._read_state(room, conn.user_id, snapshot),
-            )
+            snapshot, recovered, page = await self._enter(conn, frame)
+            reads = await self._read_state(room, conn.user_id, snapshot)
         except BaseException:
             link.core.discard(conn)
             await self._release(link)
@@ -239,8 +232,41 @@ class Node:
         conn.rooms.add(room)  # from here on, closing the connection removes its presence entry
         if not link.core.parked(conn):
             return  # evicted while its snapshot was read: it is being closed with 1013
-        conn.send_text(self._joined(frame, snapshot, recovered, presence_page, reads, _peer_of(room, conn.user_id)))
+        conn.send_text(self._joined(frame, snapshot, recovered, page, reads, _peer_of(room, conn.user_id)))
         link.core.admit(conn, snapshot.epoch, snapshot.top)
+
+    async def _enter(self, conn: Connection, frame: frames.Join) -> tuple[Snapshot, bool | None, PresencePage]:
+        """The join's backplane call: the snapshot it asks for (recovery
+        after ``since``, else ``history`` newest messages, else the position)
+        and the presence page; a banned user is refused (``forbidden``)."""
+        room, since, history = frame.room, frame.since, frame.history
+        if since is not None:
+            mode: ReadMode = "after"
+            offset, count = since.offset, self.settings.history_size
+        elif history:
+            mode, offset, count = "last", 0, history
+        else:
+            mode, offset, count = "none", 0, 0
+        reply = await self.broker.join(
+            room, conn.id, conn.user_json, conn.user_id, self.settings.presence_list_max, mode, offset, count
+        )
+        if reply.banned_s > 0:
+            raise ProtocolError(
+                ErrorCode.FORBIDDEN, f"banned from room {room!r} for another {math.ceil(reply.banned_s)} s", frame.id
+            )
+        snapshot, recovered = reply.snapshot, None
+        if since is not None:
+            gap_free = since.offset == snapshot.top or (
+                snapshot.first == since.offset + 1 and snapshot.first + len(snapshot.frames) - 1 == snapshot.top
+            )
+            recovered = snapshot.epoch == (since.epoch or "") and since.offset <= snapshot.top and gap_free
+            self.metrics.recoveries.labels(recovered=str(recovered).lower()).inc()
+            if not recovered:  # not recoverable: a fresh start, as without `since`
+                if history:
+                    snapshot = await self.broker.read_last(room, history)
+                else:
+                    snapshot = Snapshot(snapshot.epoch, snapshot.top, 0, [])
+        return snapshot, recovered, reply.page
 
     async def _read_state(self, room: str, user_id: str, snapshot: Snapshot) -> ReadState:
         """Read state at the snapshot's position (``joined.last_read``/``unread``,
@@ -273,23 +299,6 @@ class Node:
                 peer_read=reads.peer_read if peer is not None else None,
             )
         )
-
-    async def _snapshot(
-        self, room: str, since: frames.Since | None, history: int | None
-    ) -> tuple[Snapshot, bool | None]:
-        recovered: bool | None = None
-        if since is not None:
-            snap = await self.broker.read_after(room, since.offset, self.settings.history_size)
-            gap_free = since.offset == snap.top or (
-                snap.first == since.offset + 1 and snap.first + len(snap.frames) - 1 == snap.top
-            )
-            recovered = snap.epoch == (since.epoch or "") and since.offset <= snap.top and gap_free
-            self.metrics.recoveries.labels(recovered=str(recovered).lower()).inc()
-            if recovered:
-                return snap, True
-        if history:
-            return await self.broker.read_last(room, history), recovered
-        return await self.broker.position(room), recovered
 
     async def leave(self, conn: Connection, room: str) -> None:
         conn.rooms.discard(room)

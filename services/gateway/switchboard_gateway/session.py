@@ -6,7 +6,6 @@ of them in 10 s close the connection with 1008.
 from __future__ import annotations
 
 import logging
-import math
 import time
 
 from switchboard.protocol import codec, frames
@@ -144,7 +143,6 @@ class FrameHandler:
                         f"at most {self.settings.max_rooms_per_connection} rooms per connection",
                         frame.id,
                     )
-                await self._check_room_ban(conn, frame, room)
                 await node.join(conn, frame)
             case frames.Leave(room=room):
                 self._check_member(conn, frame, room)
@@ -176,14 +174,6 @@ class FrameHandler:
                 directs = await node.direct_rooms(conn.user_id, limit)
                 directs.id = frame.id
                 conn.send_text(codec.encode(directs))
-
-    async def _check_room_ban(self, conn: Connection, frame: frames.ClientFrame, room: str) -> None:
-        """A user removed from the room with ``ban_seconds`` (user control API)."""
-        left_s = await self.node.broker.banned(conn.user_id, room)
-        if left_s > 0:
-            raise ProtocolError(
-                ErrorCode.FORBIDDEN, f"banned from room {room!r} for another {math.ceil(left_s)} s", frame.id
-            )
 
     async def _refresh(self, conn: Connection, frame: frames.ClientFrame, token: str) -> None:
         """A new token for the same user: the connection lives on under its

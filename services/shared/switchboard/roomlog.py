@@ -4,11 +4,18 @@ implementation (Redis, Redis Cluster, in-memory) and their callers."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
+
+from switchboard.roster import PresencePage
 
 # Protocol §11: at most this many distinct emoji on one message, and the
 # unread count in `joined` stops here.
 MAX_EMOJI_PER_MESSAGE = 20
 UNREAD_CAP = 1000
+
+# What a read returns besides the position: nothing, entries after an
+# offset, the newest ones before an offset, or the newest ones.
+ReadMode = Literal["none", "after", "before", "last"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,3 +61,20 @@ class Snapshot:
     top: int
     first: int  # offset of frames[0]; the rest follow one by one (0 when empty)
     frames: list[bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class JoinReply:
+    """One join's backplane call. ``banned_s`` > 0: the user is banned from
+    the room for that long, nothing changed (``snapshot`` and ``page`` are
+    empty). Otherwise the room's snapshot (as asked: position only, history
+    after an offset, or the newest entries) and its presence page with the
+    joiner listed first, both read at the moment the joiner was added."""
+
+    banned_s: float
+    snapshot: Snapshot
+    page: PresencePage
+
+
+NOT_JOINED = (Snapshot("", 0, 0, []), PresencePage(0, []))
+

@@ -54,7 +54,7 @@ from typing import Protocol
 
 from switchboard.directs import DirectEntry
 from switchboard.protocol.frames import MessageBody, User
-from switchboard.roomlog import Heard, PublishResult, ReadState, Snapshot
+from switchboard.roomlog import Heard, JoinReply, PublishResult, ReadMode, ReadState, Snapshot
 from switchboard.roster import PresencePage
 
 __all__ = [
@@ -161,6 +161,22 @@ class Broker(Protocol):
         """Add or refresh (connection id, user JSON) entries. Returns the
         user count and up to `list_limit` users, those of `entries` first (a
         joiner always sees itself); a refresh passes 0 and lists nobody."""
+
+    async def join(
+        self,
+        room: str,
+        conn: str,
+        user: bytes,
+        user_id: str,
+        list_limit: int,
+        mode: ReadMode = "none",
+        offset: int = 0,
+        count: int = 0,
+    ) -> JoinReply:
+        """One call for a join: refused while `user_id` is banned from the
+        room (``banned_s``), else the connection's presence entry added (as
+        ``presence_upsert``, listing the joiner first) and the room read as
+        `mode` asks (``position``, ``read_after``, ``read_last``)."""
 
     async def presence_remove(self, room: str, conns: list[str]) -> None: ...
 

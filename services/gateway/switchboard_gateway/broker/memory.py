@@ -24,7 +24,17 @@ from dataclasses import dataclass, field
 from switchboard.directs import DIRECT_ROOMS_MAX, DirectEntry
 from switchboard.protocol import codec
 from switchboard.protocol.frames import MessageBody, ReadNotice, User
-from switchboard.roomlog import MAX_EMOJI_PER_MESSAGE, UNREAD_CAP, Heard, PublishResult, ReadState, Snapshot
+from switchboard.roomlog import (
+    MAX_EMOJI_PER_MESSAGE,
+    NOT_JOINED,
+    UNREAD_CAP,
+    Heard,
+    JoinReply,
+    PublishResult,
+    ReadMode,
+    ReadState,
+    Snapshot,
+)
 from switchboard.roster import PresencePage
 from switchboard_gateway.broker.base import BrokerEvents
 
@@ -389,6 +399,30 @@ class MemoryBroker:
     async def publish_ephemeral(self, room: str, frame: bytes) -> None:
         text = frame.decode()
         self.hub.broadcast(room, lambda events: events.on_ephemeral(room, text))
+
+    async def join(
+        self,
+        room: str,
+        conn: str,
+        user: bytes,
+        user_id: str,
+        list_limit: int,
+        mode: ReadMode = "none",
+        offset: int = 0,
+        count: int = 0,
+    ) -> JoinReply:
+        # None of these calls suspends: the join is atomic, as the script is.
+        banned_s = await self.banned(user_id, room)
+        if banned_s > 0:
+            return JoinReply(banned_s, *NOT_JOINED)
+        if mode == "after":
+            snapshot = await self.read_after(room, offset, count)
+        elif mode == "last":
+            snapshot = await self.read_last(room, count)
+        else:
+            snapshot = await self.position(room)
+        page = await self.presence_upsert(room, [(conn, user)], list_limit)
+        return JoinReply(0.0, snapshot, page)
 
     async def presence_upsert(
         self, room: str, entries: list[tuple[str, bytes]], list_limit: int = 0

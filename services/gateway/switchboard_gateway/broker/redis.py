@@ -33,7 +33,7 @@ from switchboard.backplane.connect import ClusterMode, detect_cluster, split_url
 from switchboard.backplane.pipeline import Durability, WriteOutcomeUnknown
 from switchboard.directs import DirectEntry
 from switchboard.protocol.frames import MessageBody, User
-from switchboard.roomlog import Heard, PublishResult, ReadState, Snapshot
+from switchboard.roomlog import Heard, JoinReply, PublishResult, ReadMode, ReadState, Snapshot
 from switchboard.roster import PresencePage
 from switchboard_gateway.broker.base import BrokerEvents, BrokerOutcomeUnknown, BrokerUnavailable
 from switchboard_gateway.broker.janitor import sweep_abandoned_rooms_forever
@@ -248,6 +248,21 @@ class RedisBroker:
         self, room: str, entries: list[tuple[str, bytes]], list_limit: int = 0
     ) -> PresencePage:
         return await _guard(self.backplane.presence_upsert(room, entries, _now_ms(), list_limit))
+
+    async def join(
+        self,
+        room: str,
+        conn: str,
+        user: bytes,
+        user_id: str,
+        list_limit: int,
+        mode: ReadMode = "none",
+        offset: int = 0,
+        count: int = 0,
+    ) -> JoinReply:
+        return await _guard(
+            self.backplane.join(room, conn, user, user_id, _now_ms(), list_limit, mode, offset, count)
+        )
 
     async def presence_remove(self, room: str, conns: list[str]) -> None:
         await _guard(self.backplane.presence_remove(room, conns, _now_ms()))

@@ -25,7 +25,9 @@ _prelude = _read("presence_prelude.lua")
 EVENTS_PRELUDE = _read("events.lua")
 
 PUBLISH = Script("publish", EVENTS_PRELUDE + _read("publish.lua"))
-READ = Script("read", _read("read.lua"))
+# read_log(): a room's position and part of its history (read, join).
+_read_log = _read("read_log.lua")
+READ = Script("read", _read_log + _read("read.lua"))
 RENEW_EPOCH = Script("renew_epoch", _read("renew_epoch.lua"))
 # Read state (protocol §11), kept in the room's state hash.
 READ_MARK = Script("read_mark", _read("read_mark.lua"))
@@ -34,6 +36,8 @@ _presence = EVENTS_PRELUDE + _prelude
 PRESENCE_UPSERT = Script("presence_upsert", _presence + _read("presence_upsert.lua"))
 PRESENCE_REMOVE = Script("presence_remove", _presence + _read("presence_remove.lua"))
 PRESENCE_MEMBERS = Script("presence_members", _presence + _read("presence_members.lua"))
+# A join: the room ban, read_log() and the presence entry in one call.
+JOIN = Script("join", _presence + _read_log + _read("join.lua"))
 PRESENCE_SWEEP = Script("presence_sweep", _presence + "sweep()\npublish_count()\nreturn {}\n")
 APPEND_EVENT = Script("append_event", EVENTS_PRELUDE + _read("append_event.lua"))
 # The janitor's room index (events.py): drop rooms it found empty, unless
@@ -59,6 +63,7 @@ ALL = (
     PRESENCE_REMOVE,
     PRESENCE_MEMBERS,
     PRESENCE_SWEEP,
+    JOIN,
     APPEND_EVENT,
     FORGET_ROOMS,
     TOKEN_BUCKET,

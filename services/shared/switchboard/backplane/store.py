@@ -11,17 +11,25 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from typing import Any, Literal
+from typing import Any
 
-from switchboard.backplane import scripts
+from switchboard.backplane import control, scripts
 from switchboard.backplane.commands import Commands
 from switchboard.backplane.events import EventsLayout
 from switchboard.backplane.keys import RoomKeys, subject_key
 from switchboard.protocol import codec, frames
-from switchboard.roomlog import MAX_EMOJI_PER_MESSAGE, UNREAD_CAP, Heard, PublishResult, ReadState, Snapshot
+from switchboard.roomlog import (
+    MAX_EMOJI_PER_MESSAGE,
+    NOT_JOINED,
+    UNREAD_CAP,
+    Heard,
+    JoinReply,
+    PublishResult,
+    ReadMode,
+    ReadState,
+    Snapshot,
+)
 from switchboard.roster import PresencePage
-
-ReadMode = Literal["none", "after", "before", "last"]
 
 
 def new_epoch() -> str:
@@ -251,6 +259,13 @@ class Backplane:
             self.events_maxlen,
         ]
 
+    async def _index_for_janitor(self, room: str, expiry: int) -> None:
+        """With events on: listed for the janitor first, then present
+        (events.py), so a room with presence is never missing from the index."""
+        if self.events_layout is not None:
+            index = self.events_layout.room_index
+            await self.commands.execute(index, "ZADD", index, "GT", expiry, room, idempotent=True)
+
     async def presence_upsert(
         self, room: str, entries: list[tuple[str, bytes]], now_ms: int, list_limit: int = 0
     ) -> PresencePage:
@@ -259,16 +274,41 @@ class Backplane:
         `list_limit` users, the entries' own first."""
         k = self.keys(room)
         expiry = now_ms + int(self.presence_ttl * 1000)
-        if self.events_layout is not None:
-            # Listed for the janitor first, then present (events.py): a room
-            # with presence is never missing from the index.
-            index = self.events_layout.room_index
-            await self.commands.execute(index, "ZADD", index, "GT", expiry, room, idempotent=True)
+        await self._index_for_janitor(room, expiry)
         args = self._presence_args(k, now_ms)
         args += [expiry, list_limit]
         for conn, user in entries:
             args += [conn, user]
         return _presence_page(await self._eval(scripts.PRESENCE_UPSERT, self._presence_keys(k), args))
+
+    async def join(
+        self,
+        room: str,
+        conn: str,
+        user: bytes,
+        user_id: str,
+        now_ms: int,
+        list_limit: int,
+        mode: ReadMode = "none",
+        offset: int = 0,
+        count: int = 0,
+    ) -> JoinReply:
+        """A connection joins (join.lua): refused while `user_id` is banned
+        from the room, else its presence entry is added (as
+        ``presence_upsert``) and the room read as `mode` asks (as ``_read``),
+        in one call."""
+        k = self.keys(room)
+        expiry = now_ms + int(self.presence_ttl * 1000)
+        await self._index_for_janitor(room, expiry)
+        stream = self.events_stream(room)
+        keys = k.presence_keys() + [stream or k.meta, k.meta, k.log, control.room_ban_key(self.prefix, room, user_id)]
+        args = self._presence_args(k, now_ms)
+        args += [expiry, list_limit, conn, user, self.history_ttl, mode, offset, count]
+        reply = await self._eval(scripts.JOIN, keys, args)
+        if int(reply[0]) > 0:
+            return JoinReply(int(reply[0]) / 1000, *NOT_JOINED)
+        read, listing = reply[1], reply[2]
+        return JoinReply(0.0, Snapshot(read[0].decode(), int(read[1]), int(read[2]), read[3:]), _presence_page(listing))
 
     async def presence_remove(self, room: str, conns: list[str], now_ms: int) -> None:
         k = self.keys(room)

@@ -57,6 +57,27 @@ local function remove(conn)
   end
 end
 
+-- Add or refresh one connection, expiring at `expiry` (ms); a missing one is
+-- (re-)added, which also heals presence after Redis lost it.
+local function upsert(conn, user, expiry)
+  if redis.call('HSETNX', KEYS[1], conn, user) == 1 then
+    local uid = cjson.decode(user)['id']
+    if redis.call('HINCRBY', KEYS[3], uid, 1) == 1 then
+      redis.call('HSET', KEYS[4], uid, user)
+      changed('join', user)
+    end
+  end
+  redis.call('ZADD', KEYS[2], expiry, conn)
+end
+
+-- The id of a user (JSON) that listing() puts first, its profile stored if it
+-- never was (HSETNX: it joined through an older gateway version).
+local function listed_first(user)
+  local uid = cjson.decode(user)['id']
+  redis.call('HSETNX', KEYS[4], uid, user)
+  return uid
+end
+
 local function sweep()
   for _, conn in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[3])) do
     remove(conn)
